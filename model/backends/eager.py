@@ -1,0 +1,20 @@
+"""The reference backend: the network as built, fp32, PyTorch eager."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from model.checkpoint import Checkpoint
+
+
+class EagerBackend:
+    name = "torch"
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
+        self.device = device
+        self.network = checkpoint.build().to(device)
+
+    @torch.inference_mode()
+    def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        return self.network(batch.to(self.device, torch.float32))

@@ -1,0 +1,226 @@
+"""The batched face detector: images in, faces in original pixel coordinates out.
+
+Images are resized by a scale policy, grouped by network input size and run
+one batch per group. With a fixed ``scale`` every image runs at exactly its
+scaled size (the release's behaviour, bit for bit); otherwise images are
+padded to size buckets (multiples of ``bucket_step``) so that similar images
+share a batch. The bucket depends only on the image itself, so a result
+never depends on which other images were in the call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.anchors import anchor_grid
+from model.backends import Backend, create_backend
+from model.checkpoint import Checkpoint
+from model.images import ImageInput, to_rgb_array
+from model.paper_protocol import PAPER_MAX_AREA, merge_passes, paper_passes
+from model.postprocess import PostprocessOptions, detect_faces
+from model.variants import Variant
+from model.weights import load_checkpoint
+
+MEAN_RGB = (123.0, 117.0, 104.0)
+
+Protocol = Literal["single", "paper"]
+
+
+@dataclass(frozen=True)
+class ScalePolicy:
+    """How an image is resized before detection.
+
+    ``scale`` resizes by a fixed factor and runs the exact size (no padding).
+    Otherwise the image is shrunk, never enlarged, until its long side is at
+    most ``max_side`` and its area at most ``max_area`` (by default the
+    paper's 1700x1200 bound), then padded to its size bucket.
+    """
+
+    scale: float | None = None
+    max_side: int | None = None
+    max_area: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and (self.max_side is not None or self.max_area is not None):
+            raise ValueError("give either scale or max_side/max_area, not both")
+        for name in ("scale", "max_side", "max_area"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+
+    @property
+    def exact(self) -> bool:
+        return self.scale is not None
+
+    def factor(self, height: int, width: int) -> float:
+        if self.scale is not None:
+            return self.scale
+        factor = 1.0
+        if self.max_side is not None:
+            factor = min(factor, self.max_side / max(height, width))
+        if self.max_area is not None or self.max_side is None:
+            factor = min(factor, math.sqrt((self.max_area or PAPER_MAX_AREA) / (height * width)))
+        return factor
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image ready for a batch: its pixels, sizes and network input shape."""
+
+    pixels: Tensor
+    size: tuple[int, int]
+    resized: tuple[int, int]
+    input_shape: tuple[int, int]
+    flip: bool = False
+
+
+class Detector:
+    """EXTD face detector over one checkpoint on one device.
+
+    ``weights`` is a :class:`Checkpoint`, a checkpoint file (released
+    ``.pth`` or project ``.safetensors``) or a registry name.
+    """
+
+    def __init__(
+        self,
+        weights: Checkpoint | str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        backend: str = "torch",
+        bucket_step: int = 128,
+        batch_size: int = 16,
+    ) -> None:
+        self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+        self.device = torch.device(device)
+        self.backend: Backend = create_backend(backend, self.checkpoint, self.device)
+        self.bucket_step = bucket_step
+        self.batch_size = batch_size
+        self._mean = torch.tensor(MEAN_RGB, device=self.device).view(3, 1, 1)
+
+    @property
+    def variant(self) -> Variant:
+        return self.checkpoint.variant
+
+    def prepare(
+        self, image: ImageInput, policy: ScalePolicy | None = None, *, flip: bool = False
+    ) -> PreparedImage:
+        """Decode and size one image; cheap, and safe to call from worker threads."""
+        pixels = to_rgb_array(image)
+        return self.prepare_array(pixels, policy or ScalePolicy(), flip=flip)
+
+    def prepare_array(
+        self, pixels: np.ndarray, policy: ScalePolicy, *, flip: bool = False
+    ) -> PreparedImage:
+        height, width = pixels.shape[:2]
+        factor = policy.factor(height, width)
+        resized = (max(1, round(height * factor)), max(1, round(width * factor)))
+        if policy.exact:
+            input_shape = resized
+        else:
+            step = self.bucket_step
+            input_shape = (-(-resized[0] // step) * step, -(-resized[1] // step) * step)
+        tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
+        return PreparedImage(tensor, (height, width), resized, input_shape, flip)
+
+    def run(
+        self, items: Sequence[PreparedImage], options: Sequence[PostprocessOptions]
+    ) -> list[np.ndarray]:
+        """Detect on prepared images: one forward pass per input shape (and batch_size)."""
+        results: list[np.ndarray | None] = [None] * len(items)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            groups[item.input_shape].append(index)
+        for shape, indices in groups.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                faces = self._run_batch(
+                    [items[i] for i in chunk], [options[i] for i in chunk], shape
+                )
+                for index, found in zip(chunk, faces, strict=True):
+                    results[index] = found.cpu().numpy()
+        return results  # type: ignore[return-value]
+
+    def detect(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        score_threshold: float = 0.05,
+        nms_iou: float = 0.3,
+        max_faces: int = 750,
+        scale: float | None = None,
+        max_side: int | None = None,
+        max_area: int | None = None,
+        protocol: Protocol = "single",
+    ) -> list[np.ndarray]:
+        """Faces per image as ``(n, 5)`` float32 arrays of ``x1 y1 x2 y2 score``.
+
+        Boxes are in the pixels of the image as given, sorted by descending
+        score, not clipped. The defaults are the release's thresholds.
+        """
+        options = PostprocessOptions(score_threshold, nms_iou, max_faces)
+        arrays = [to_rgb_array(image) for image in images]
+        if protocol == "single":
+            policy = ScalePolicy(scale, max_side, max_area)
+            items = [self.prepare_array(a, policy) for a in arrays]
+            return self.run(items, [options] * len(items))
+        if protocol != "paper":
+            raise ValueError(f"unknown protocol {protocol!r}; expected 'single' or 'paper'")
+        return self._detect_paper(arrays, options)
+
+    def _detect_paper(
+        self, arrays: list[np.ndarray], options: PostprocessOptions
+    ) -> list[np.ndarray]:
+        plans = [paper_passes(*a.shape[:2]) for a in arrays]
+        items = [
+            self.prepare_array(a, ScalePolicy(scale=p.scale), flip=p.flip)
+            for a, plan in zip(arrays, plans, strict=True)
+            for p in plan
+        ]
+        found = iter(self.run(items, [options] * len(items)))
+        results = []
+        for plan in plans:
+            per_pass = [torch.from_numpy(next(found)) for _ in plan]
+            results.append(merge_passes(per_pass, plan, options.max_faces).numpy())
+        return results
+
+    def _run_batch(
+        self,
+        items: list[PreparedImage],
+        options: list[PostprocessOptions],
+        shape: tuple[int, int],
+    ) -> list[Tensor]:
+        batch = torch.zeros((len(items), 3, *shape), device=self.device)
+        for row, item in enumerate(items):
+            pixels = item.pixels.to(self.device).permute(2, 0, 1).float()
+            if item.flip:
+                pixels = pixels.flip(-1)
+            if item.resized != item.size:
+                pixels = F.interpolate(
+                    pixels[None], size=item.resized, mode="bilinear", align_corners=False
+                )[0]
+            batch[row, :, : item.resized[0], : item.resized[1]] = pixels - self._mean
+        offsets, logits = self.backend(batch)
+        anchors = anchor_grid(*shape, device=offsets.device)
+        faces = detect_faces(offsets, logits, anchors, shape, options)
+        return [self._to_original(f, item) for f, item in zip(faces, items, strict=True)]
+
+    @staticmethod
+    def _to_original(faces: Tensor, item: PreparedImage) -> Tensor:
+        (height, width), (resized_h, resized_w) = item.size, item.resized
+        scale = faces.new_tensor([width / resized_w, height / resized_h] * 2)
+        boxes = faces[:, :4] * scale
+        if item.flip:
+            boxes = torch.stack(
+                (width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]), 1
+            )
+        return torch.cat((boxes, faces[:, 4:]), dim=1)

@@ -1,0 +1,73 @@
+"""From raw network outputs to per-image face lists, batched in torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from model.anchors import decode
+from model.boxes import batched_nms
+
+# The release keeps at most this many candidates per image before NMS.
+PRE_NMS_TOP_K = 5000
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Thresholds of the release: scores > 0.05, NMS IoU 0.3, at most 750 faces."""
+
+    score_threshold: float = 0.05
+    nms_iou: float = 0.3
+    max_faces: int = 750
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        if self.max_faces < 0:
+            raise ValueError(f"max_faces must be >= 0 (0 = no limit), got {self.max_faces}")
+
+
+def face_scores(logits: Tensor) -> Tensor:
+    return torch.softmax(logits.float(), dim=-1)[..., 1]
+
+
+def detect_faces(
+    offsets: Tensor,
+    logits: Tensor,
+    anchors: Tensor,
+    input_size: tuple[int, int],
+    options: list[PostprocessOptions],
+) -> list[Tensor]:
+    """Decode, threshold and NMS a batch; returns ``(n, 5)`` ``x1 y1 x2 y2 score`` per image.
+
+    Boxes are in pixels of the network input (``input_size`` is ``(H, W)``),
+    sorted by descending score, not clipped (the release never clips).
+    """
+    batch = offsets.shape[0]
+    device = offsets.device
+    scores = face_scores(logits)
+    thresholds = torch.tensor([o.score_threshold for o in options], device=device)
+    masked = torch.where(scores > thresholds[:, None], scores, torch.full_like(scores, -1.0))
+    top_k = min(PRE_NMS_TOP_K, masked.shape[1])
+    top_scores, top_index = masked.topk(top_k, dim=1, sorted=True)
+    valid = top_scores > thresholds[:, None]
+    k = int(valid.sum(dim=1).max()) if batch else 0
+    top_scores, top_index, valid = top_scores[:, :k], top_index[:, :k], valid[:, :k]
+    boxes = decode(
+        offsets.float().gather(1, top_index[..., None].expand(-1, -1, 4)),
+        anchors[top_index],
+    )
+    height, width = input_size
+    boxes = boxes * torch.tensor([width, height, width, height], device=device, dtype=boxes.dtype)
+    nms_iou = torch.tensor([o.nms_iou for o in options], device=device)
+    keep = batched_nms(boxes, valid, nms_iou)
+    faces = torch.cat((boxes, top_scores[..., None]), dim=-1)
+    results = []
+    for b, option in enumerate(options):
+        kept = faces[b][keep[b]]
+        results.append(kept[: option.max_faces] if option.max_faces else kept)
+    return results

@@ -1,0 +1,152 @@
+"""The weights registry: known checkpoints, pulling them, and the one loader.
+
+The manifest (``weights/manifest.toml``) pins each known checkpoint's URL
+and sha256. ``pull`` downloads (or copies from ``EXTD_WEIGHTS_MIRROR``),
+verifies and converts to the project format; nothing unverified is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from model.checkpoint import (
+    PROJECT_SUFFIX,
+    Checkpoint,
+    CheckpointError,
+    read_checkpoint,
+    read_release_checkpoint,
+    save_checkpoint,
+)
+from model.variants import Variant
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR_ENV = "EXTD_WEIGHTS_DIR"
+MIRROR_ENV = "EXTD_WEIGHTS_MIRROR"
+DOWNLOAD_TIMEOUT_S = 60
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint could not be fetched or failed its checksum."""
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    name: str
+    variant: Variant
+    url: str
+    sha256: str
+    bytes: int
+    license: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+def manifest_path() -> Path:
+    # Wheels carry a copy next to this module; a source checkout reads weights/.
+    packaged = Path(__file__).with_name("manifest.toml")
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "weights" / "manifest.toml"
+
+
+@cache
+def known_checkpoints() -> dict[str, KnownCheckpoint]:
+    with open(manifest_path(), "rb") as handle:
+        entries = tomllib.load(handle)["checkpoint"]
+    return {
+        e["name"]: KnownCheckpoint(
+            e["name"], Variant.parse(e["variant"]), e["url"], e["sha256"], e["bytes"], e["license"]
+        )
+        for e in entries
+    }
+
+
+def weights_dir() -> Path:
+    """``EXTD_WEIGHTS_DIR``, else ``./weights``."""
+    return Path(os.environ.get(WEIGHTS_DIR_ENV) or "weights")
+
+
+def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:
+    if mirror and not mirror.startswith(("http://", "https://", "file://")):
+        path = Path(mirror) / entry.filename
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise WeightsError(f"{entry.name}: cannot read mirror file {path}: {error}") from error
+    url = f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
+    log.info("downloading %s from %s", entry.name, url)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            data = response.read(entry.bytes + 1)
+    except (urllib.error.URLError, OSError) as error:
+        raise WeightsError(f"{entry.name}: download from {url} failed: {error}") from error
+    if len(data) > entry.bytes:
+        raise WeightsError(f"{entry.name}: {url} is larger than the expected {entry.bytes} bytes")
+    return data
+
+
+def pull(
+    names: list[str] | None = None,
+    *,
+    directory: Path | None = None,
+    mirror: str | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Fetch, verify and convert known checkpoints; returns the written (or present) files."""
+    known = known_checkpoints()
+    unknown = sorted(set(names or []) - set(known))
+    if unknown:
+        raise WeightsError(f"unknown checkpoint names {unknown}; known: {sorted(known)}")
+    directory = directory or weights_dir()
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
+    paths = []
+    for name in names or sorted(known):
+        entry = known[name]
+        target = directory / f"{name}{PROJECT_SUFFIX}"
+        if target.is_file() and not force:
+            paths.append(target)
+            continue
+        data = _fetch(entry, mirror)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry.sha256:
+            raise WeightsError(
+                f"{entry.name}: sha256 mismatch (got {digest}, expected {entry.sha256}); "
+                "the file is corrupt or not the pinned release, nothing was written"
+            )
+        with tempfile.TemporaryDirectory() as scratch:
+            release_file = Path(scratch) / entry.filename
+            release_file.write_bytes(data)
+            checkpoint = read_release_checkpoint(release_file, entry.variant)
+        checkpoint.source = entry.url
+        checkpoint.training = {"origin": "EXTD_Pytorch release", "source_sha256": digest}
+        paths.append(save_checkpoint(checkpoint, target))
+        log.info("wrote %s", target)
+    return paths
+
+
+def load_checkpoint(weights: str | Path, variant: Variant | None = None) -> Checkpoint:
+    """The one loader: a project ``.safetensors``, a released ``.pth`` or a registry name.
+
+    A registry name not yet in the weights folder is pulled first.
+    """
+    path = Path(weights)
+    if path.is_file():
+        return read_checkpoint(path, variant)
+    name = str(weights)
+    if name in known_checkpoints():
+        return read_checkpoint(pull([name])[0])
+    raise CheckpointError(
+        f"{name!r} is neither a checkpoint file nor a known name ({', '.join(known_checkpoints())})"
+    )

@@ -1,0 +1,69 @@
+"""Shared fixtures: the released weights, reference detections and WIDER dev images.
+
+They are read from ``../shared`` beside the repository, or from the folder
+named by ``EXTD_SHARED_DIR``; they are never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.runtime import tune_allocator
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EXTD_SHARED_DIR") or REPO.parent / "shared")
+WIDTHS = (32, 48, 64)
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+tune_allocator()
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: set EXTD_SHARED_DIR to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def release_weights() -> dict[int, Path]:
+    return {w: shared_path("weights", f"EXTD_{w}.pth") for w in WIDTHS}
+
+
+@pytest.fixture(scope="session")
+def weights_mirror() -> Path:
+    return shared_path("weights")
+
+
+@pytest.fixture(scope="session")
+def dev_split() -> Path:
+    return shared_path("data", "wider_val_dev")
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict[int, dict[Path, list[list[float]]]]:
+    """Release detections per width: image path -> ``[[x1, y1, x2, y2, score], ...]``."""
+    loaded = {}
+    for width in WIDTHS:
+        data = json.loads(shared_path("reference", f"extd_{width}_detections.json").read_text())
+        loaded[width] = {
+            shared_path(*Path(name).parts): faces for name, faces in data["detections"].items()
+        }
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def dev_images(dev_split: Path) -> list[Path]:
+    """A few real WIDER dev images of different sizes (smallest first)."""
+    names = [
+        "12--Group/12_Group_Group_12_Group_Group_12_182.jpg",
+        "52--Photographers/52_Photographers_photographertakingphoto_52_228.jpg",
+        "2--Demonstration/2_Demonstration_Political_Rally_2_791.jpg",
+        "7--Cheering/7_Cheering_Cheering_7_29.jpg",
+    ]
+    return [dev_split / "images" / name for name in names]

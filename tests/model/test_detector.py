@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+from helpers import assert_same_faces
+from PIL import Image
+
+from model.detector import Detector, ScalePolicy
+from model.images import ImageError, open_image
+
+
+@pytest.fixture(scope="module")
+def detectors(release_weights):
+    return {width: Detector(path) for width, path in release_weights.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [32, 48, 64])
+def test_parity_with_the_release(detectors, reference, width):
+    paths = list(reference[width])
+    results = detectors[width].detect([open_image(p) for p in paths], scale=1)
+    for path, faces in zip(paths, results, strict=True):
+        expected = np.array(reference[width][path])
+        assert_same_faces(faces, expected)
+        # The release keeps up to 750 boxes above 0.05; so do we.
+        assert abs(len(faces) - len(expected)) <= 0.02 * len(expected) + 2, path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "policy", [{"scale": 1.0}, {}, {"max_side": 640}], ids=["exact", "bucketed", "max_side"]
+)
+def test_a_result_does_not_depend_on_the_rest_of_the_batch(
+    detectors, dev_images, reference, policy
+):
+    odd = [p for p in reference[64] if p.suffix == ".png"]
+    images = [open_image(p) for p in [*dev_images[:2], *odd]]
+    assert len({im.shape for im in images}) == 4
+    detector = detectors[64]
+    together = detector.detect(images, **policy)
+    for image, faces in zip(images, together, strict=True):
+        assert_same_faces(faces, detector.detect([image], **policy)[0], score_tolerance=1e-4)
+
+
+def test_pil_images_and_arrays_give_the_same_result(detectors, reference):
+    path = next(p for p in reference[32] if p.name.startswith("odd_1"))
+    pil = Image.open(path)
+    from_pil, from_array = detectors[32].detect([pil, np.asarray(pil.convert("RGB"))], scale=1)
+    np.testing.assert_array_equal(from_pil, from_array)
+    assert_same_faces(from_pil, np.array(reference[32][path]))
+
+
+def test_thresholds_and_max_faces(detectors, reference):
+    path = next(p for p in reference[48] if p.name.startswith("odd_0"))
+    image = open_image(path)
+    (faces,) = detectors[48].detect([image], scale=1, score_threshold=0.9, max_faces=3)
+    assert len(faces) == 3
+    assert (faces[:, 4] > 0.9).all()
+    assert (np.diff(faces[:, 4]) <= 0).all()
+
+
+def test_boxes_are_mapped_back_to_the_original_size(detectors, dev_images):
+    image = open_image(dev_images[0])
+    (full,) = detectors[64].detect([image], scale=1, score_threshold=0.5)
+    (half,) = detectors[64].detect([image], scale=0.5, score_threshold=0.5)
+    # Large faces are found at both scales, at the same place in original pixels.
+    big = full[(full[:, 2] - full[:, 0]) > 40]
+    assert len(big) >= 5
+    centres = (half[:, :2] + half[:, 2:4]) / 2
+    for box in big:
+        inside = (centres[:, 0] > box[0]) & (centres[:, 0] < box[2])
+        inside &= (centres[:, 1] > box[1]) & (centres[:, 1] < box[3])
+        assert inside.any()
+
+
+def test_scale_policy():
+    assert ScalePolicy().factor(1200, 1700) == pytest.approx(1.0)
+    assert ScalePolicy().factor(2400, 3400) == pytest.approx(0.5)
+    assert ScalePolicy().factor(100, 100) == 1.0  # never upscales
+    assert ScalePolicy(scale=2.0).factor(100, 100) == 2.0
+    assert ScalePolicy(max_side=640).factor(480, 1280) == 0.5
+    assert ScalePolicy(max_side=640, max_area=100 * 100).factor(480, 1280) == pytest.approx(
+        (10_000 / (480 * 1280)) ** 0.5
+    )
+    with pytest.raises(ValueError, match="either scale"):
+        ScalePolicy(scale=1.0, max_side=3)
+    with pytest.raises(ValueError, match="positive"):
+        ScalePolicy(scale=0.0)
+
+
+def test_buckets_depend_only_on_the_image(detectors):
+    detector = detectors[32]
+    item = detector.prepare(np.zeros((300, 500, 3), np.uint8))
+    assert item.input_shape == (384, 512)
+    assert detector.prepare(
+        np.zeros((300, 500, 3), np.uint8), ScalePolicy(scale=1)
+    ).input_shape == (300, 500)
+
+
+def test_bad_inputs_raise_image_errors(detectors, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    with pytest.raises(ImageError):
+        detectors[32].detect([bad])
+    with pytest.raises(ImageError):
+        detectors[32].detect([np.zeros((5, 5), dtype=np.float64)])
+    with pytest.raises(ValueError, match="score_threshold"):
+        detectors[32].detect([np.zeros((5, 5, 3), np.uint8)], score_threshold=1.5)
+
+
+def test_tiny_images_work(detectors):
+    results = detectors[64].detect(
+        [np.zeros((1, 1, 3), np.uint8), np.zeros((7, 300, 3), np.uint8)], scale=1
+    )
+    assert [r.shape[1] for r in results] == [5, 5]
+
+
+@pytest.mark.slow
+def test_paper_protocol_finds_the_faces(detectors, dev_images):
+    image = open_image(dev_images[0])
+    (single,) = detectors[64].detect([image], score_threshold=0.5)
+    (paper,) = detectors[64].detect([image], protocol="paper", score_threshold=0.5)
+    assert len(paper) >= 9
+    assert_same_faces(paper, single, min_score=0.9, min_iou=0.7, score_tolerance=0.1)

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from model.anchors import anchor_grid
+from model.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from model.network import EXTD, count_parameters
+from model.variants import ALL_VARIANTS, Variant
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("fpn-32-prelu", 62_939), ("fpn-48-prelu", 100_160), ("fpn-64-prelu", 162_352)],
+)
+def test_released_layouts_have_the_paper_parameter_counts(name, expected):
+    assert count_parameters(EXTD(Variant.parse(name))) == expected
+
+
+def test_weights_of_the_reused_stage_are_shared():
+    network = EXTD(Variant())
+    stage_params = {id(p) for p in network.stage.parameters()}
+    # One stage builds five maps, so the parameters exist once.
+    assert len(stage_params) == len(list(network.stage.parameters()))
+    assert count_parameters(network) < 200_000
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=str)
+def test_every_variant_runs_and_round_trips_through_a_checkpoint(variant, tmp_path):
+    torch.manual_seed(0)
+    network = EXTD(variant)
+    # Non-trivial batch-norm statistics, so the round trip covers buffers too.
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    network.eval()
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        offsets, logits = network(x)
+    anchors = anchor_grid(97, 131)
+    assert offsets.shape == (1, len(anchors), 4)
+    assert logits.shape == (1, len(anchors), 2)
+    assert torch.isfinite(offsets).all()
+    assert torch.isfinite(logits).all()
+
+    path = save_checkpoint(
+        Checkpoint.from_network(network, source="test"), tmp_path / "n.safetensors"
+    )
+    loaded = read_checkpoint(path)
+    assert loaded.variant == variant
+    with torch.no_grad():
+        again = loaded.build()(x)
+    assert torch.equal(again[0], offsets)
+    assert torch.equal(again[1], logits)
+
+
+def test_fpn_and_ssd_heads_differ_only_by_the_top_down_blocks():
+    fpn, ssd = EXTD(Variant("fpn", 48, "prelu")), EXTD(Variant("ssd", 48, "prelu"))
+    assert len(fpn.top_down) == 5
+    assert len(ssd.top_down) == 0
+    assert set(fpn.state_dict()) - set(ssd.state_dict()) == {
+        k for k in fpn.state_dict() if k.startswith("top_down.")
+    }

@@ -1,0 +1,63 @@
+"""Awkward image files built on the fly for the decoding and service tests."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def png_bomb(side: int = 20_000) -> bytes:
+    """A valid 1-bit PNG of ``side x side`` zeros: tens of KB that decode to 400M pixels."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+def truncated_jpeg(path: Path) -> bytes:
+    data = path.read_bytes()
+    return data[: len(data) // 2]
+
+
+def cmyk_jpeg(path: Path) -> bytes:
+    return encode(Image.open(path).convert("CMYK"), "JPEG", quality=95)
+
+
+def sixteen_bit_png(path: Path) -> bytes:
+    grey = np.asarray(Image.open(path).convert("L"), dtype=np.uint16) * 257
+    return encode(Image.fromarray(grey), "PNG")
+
+
+def exif_rotated_png(path: Path) -> bytes:
+    """The image stored sideways with EXIF orientation 6: upright it is the original."""
+    image = Image.open(path).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(image.transpose(Image.Transpose.ROTATE_90), "PNG", exif=exif)
+
+
+def exif_rotated_jpeg(path: Path) -> bytes:
+    image = Image.open(path).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
