@@ -15,13 +15,14 @@ from model.runtime import tune_allocator
 from model.weights import WeightsError, known_checkpoints, load_checkpoint, pull
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+def add_detector_arguments(parser: argparse.ArgumentParser, *, weights: bool = True) -> None:
     """Options shared by every command that builds a Detector."""
-    parser.add_argument(
-        "--weights",
-        required=True,
-        help="a released .pth, a project .safetensors or a registry name (e.g. extd-64)",
-    )
+    if weights:
+        parser.add_argument(
+            "--weights",
+            required=True,
+            help="a released .pth, a project .safetensors or a registry name (e.g. extd-64)",
+        )
     parser.add_argument(
         "--backend", default="torch", help="inference backend (default: torch, fp32 eager)"
     )
@@ -108,6 +109,8 @@ def _weights_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model.eval.command import register as register_eval
+
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_weights_list
     )
 
+    register_eval(commands)
     return parser
 
 

@@ -1,0 +1,250 @@
+"""The WIDER evaluator: hand-built cases with known AP, file round trips, and agreement
+with an independent, loop-by-loop port of the official protocol."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from model.eval.ap import evaluate
+from model.eval.predictions import read_predictions, write_predictions
+from model.eval.split import WiderSplit, load_split, parse_ground_truth
+
+
+def make_split(boxes: dict[str, list], lists: dict[str, list[int]]) -> WiderSplit:
+    """A split whose easy, medium and hard lists are all ``lists``."""
+    arrays = {k: np.array(v, dtype=np.float64).reshape(-1, 4) for k, v in boxes.items()}
+    per_image = {k: np.array(lists.get(k, []), dtype=np.int64) for k in boxes}
+    return WiderSplit(
+        None, tuple(boxes), arrays, {s: per_image for s in ("easy", "medium", "hard")}
+    )
+
+
+def key(name: str) -> str:
+    return name.rsplit(".", 1)[0]
+
+
+def test_perfect_detections_score_one():
+    split = make_split({"e/a.jpg": [[10, 10, 20, 20], [50, 50, 30, 30]]}, {"e/a.jpg": [1, 2]})
+    preds = {"e/a": np.array([[10, 10, 20, 20, 0.9], [50, 50, 30, 30, 0.8]])}
+    assert evaluate(preds, split).ap == pytest.approx({"easy": 1.0, "medium": 1.0, "hard": 1.0})
+
+
+def test_a_false_positive_above_every_true_one():
+    split = make_split({"e/a.jpg": [[10, 10, 20, 20], [50, 50, 30, 30]]}, {"e/a.jpg": [1, 2]})
+    preds = {
+        "e/a": np.array(
+            [
+                [200, 200, 20, 20, 0.99],
+                [10, 10, 20, 20, 0.9],
+                [50, 50, 30, 30, 0.8],
+                [0, 0, 1, 1, 0.1],
+            ]
+        )
+    }
+    # Recall 1/2 at precision 1/2, then 2/2 at 2/3: AP = 0.5 * 2/3 + 0.5 * 2/3.
+    assert evaluate(preds, split).ap["hard"] == pytest.approx(2 / 3, abs=1e-9)
+
+
+def test_boxes_outside_the_list_are_ignored():
+    split = make_split({"e/a.jpg": [[10, 10, 20, 20], [50, 50, 30, 30]]}, {"e/a.jpg": [1]})
+    # The top detection hits the unlisted box: neither true nor false positive.
+    preds = {"e/a": np.array([[50, 50, 30, 30, 0.99], [10, 10, 20, 20, 0.5]])}
+    assert evaluate(preds, split).ap["easy"] == pytest.approx(1.0)
+
+
+def test_images_without_predictions_and_empty_sets():
+    split = make_split(
+        {"e/a.jpg": [[10, 10, 20, 20]], "e/b.jpg": [[5, 5, 10, 10]]},
+        {"e/a.jpg": [1], "e/b.jpg": [1]},
+    )
+    preds = {"e/a": np.array([[10, 10, 20, 20, 0.9], [300, 10, 20, 20, 0.1]])}
+    # b's face is never found: recall stops at 1/2.
+    assert evaluate(preds, split).ap["hard"] == pytest.approx(0.5)
+    assert evaluate({}, split).ap == {"easy": 0.0, "medium": 0.0, "hard": 0.0}
+    assert evaluate({"e/a": np.zeros((0, 5))}, split).ap["hard"] == 0.0
+
+
+def test_official_file_quirks():
+    text = "e/none.jpg\n1\n0 0 0 0 0 0 0 0 0 0 \ne/neg.jpg\n2\n1026 474 -2 23 0 0 0 0 0 0 \n10 10 20 20 0 0 0 0 0 0 \ne/zero.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
+    boxes = parse_ground_truth(text)
+    assert [len(b) for b in boxes.values()] == [1, 2, 0]
+    split = make_split({k: v.tolist() for k, v in boxes.items()}, {"e/neg.jpg": [1, 2]})
+    preds = {
+        "e/none": np.array([[0, 0, 5, 5, 0.5]]),
+        "e/neg": np.array([[10, 10, 20, 20, 0.9], [1000, 474, 30, 23, 0.8]]),
+    }
+    result = evaluate(preds, split)
+    assert 0 < result.ap["hard"] < 1  # the negative-width box can never be recalled
+
+
+def test_same_ap_twice_and_in_shuffled_order(dev_split, tmp_path):
+    split = load_split(dev_split).subset(30)
+    rng = np.random.default_rng(0)
+    preds = {}
+    for name in split.images:
+        gt = split.boxes[name]
+        noisy = gt + rng.normal(0, 1.5, gt.shape)
+        fake = np.c_[rng.uniform(0, 900, (5, 2)), rng.uniform(8, 40, (5, 2))]
+        preds[key(name)] = np.r_[
+            np.c_[noisy, rng.uniform(0.3, 1, len(gt))], np.c_[fake, rng.uniform(0, 0.8, 5)]
+        ]
+    first = evaluate(preds, split).ap
+    assert evaluate(preds, split).ap == first
+    write_predictions(tmp_path / "p", preds)
+    items = list(read_predictions(tmp_path / "p").items())
+    from_folder = evaluate(dict(items), split).ap
+    random.Random(1).shuffle(items)
+    assert evaluate(dict(items), split).ap == from_folder
+    # Two decimals in the files move a few borderline matches, nothing more.
+    assert from_folder == pytest.approx(first, abs=2e-3)
+
+
+def test_prediction_folder_round_trip(tmp_path):
+    preds = {
+        "0--Parade/0_Parade_x": np.array([[1.5, 2, 3, 4, 0.912345]]),
+        "1--Hand/1_y": np.zeros((0, 5)),
+    }
+    write_predictions(tmp_path, preds)
+    text = (tmp_path / "0--Parade" / "0_Parade_x.txt").read_text().splitlines()
+    assert text[:2] == ["0_Parade_x", "1"]
+    again = read_predictions(tmp_path)
+    assert set(again) == set(preds)
+    np.testing.assert_allclose(
+        again["0--Parade/0_Parade_x"], preds["0--Parade/0_Parade_x"], atol=1e-5
+    )
+    (tmp_path / "0--Parade" / "bad.txt").write_text("bad\n1\nnot numbers\n")
+    with pytest.raises(ValueError, match="bad.txt"):
+        read_predictions(tmp_path)
+
+
+def test_dev_split_loads_with_official_totals(dev_split):
+    split = load_split(dev_split)
+    assert len(split.images) == 834
+    assert split.num_faces == {"easy": 1871, "medium": 3636, "hard": 9807}
+    # 12,346 faces plus the all-zero placeholder of the one dev image without faces.
+    assert sum(len(b) for b in split.boxes.values()) == 12346 + 1
+    subset = split.subset(40)
+    assert len(subset.images) == 40
+    assert len({name.split("/")[0] for name in subset.images}) >= 30
+
+
+# An independent port of the official python evaluation (one detection at a time).
+def official_ap(preds, split):
+    all_scores = np.concatenate([p[:, 4] for p in preds.values() if len(p)])
+    low, high = all_scores.min(), all_scores.max()
+    thresh_num = 1000
+    aps = {}
+    for setting in ("easy", "medium", "hard"):
+        pr_curve = np.zeros((thresh_num, 2))
+        count_face = 0
+        for name in split.images:
+            pred = preds.get(key(name), np.zeros((0, 5))).copy()
+            if len(pred):
+                pred[:, 4] = (pred[:, 4] - low) / (high - low)
+                pred = pred[np.argsort(-pred[:, 4], kind="stable")]
+            gt = split.boxes[name].copy()
+            keep = split.lists[setting][name]
+            count_face += len(keep)
+            if len(gt) == 0 or len(pred) == 0:
+                continue
+            ignore = np.zeros(len(gt))
+            ignore[keep - 1] = 1
+            p, g = pred.copy(), gt.copy()
+            p[:, 2:4] += p[:, 0:2]
+            g[:, 2:4] += g[:, 0:2]
+            recall_list, proposal_list, pred_recall = (
+                np.zeros(len(g)),
+                np.ones(len(p)),
+                np.zeros(len(p)),
+            )
+            for h in range(len(p)):
+                overlaps = np.zeros(len(g))
+                for k in range(len(g)):
+                    iw = min(p[h, 2], g[k, 2]) - max(p[h, 0], g[k, 0]) + 1
+                    ih = min(p[h, 3], g[k, 3]) - max(p[h, 1], g[k, 1]) + 1
+                    if iw > 0 and ih > 0:
+                        ua = (p[h, 2] - p[h, 0] + 1) * (p[h, 3] - p[h, 1] + 1)
+                        ua += (g[k, 2] - g[k, 0] + 1) * (g[k, 3] - g[k, 1] + 1) - iw * ih
+                        overlaps[k] = iw * ih / ua
+                best = overlaps.argmax()
+                if overlaps[best] >= 0.5:
+                    if ignore[best] == 0:
+                        recall_list[best] = -1
+                        proposal_list[h] = -1
+                    elif recall_list[best] == 0:
+                        recall_list[best] = 1
+                pred_recall[h] = (recall_list == 1).sum()
+            for t in range(thresh_num):
+                thresh = 1 - (t + 1) / thresh_num
+                r = np.where(p[:, 4] >= thresh)[0]
+                if len(r):
+                    pr_curve[t] += [(proposal_list[: r[-1] + 1] == 1).sum(), pred_recall[r[-1]]]
+        precision = pr_curve[:, 1] / np.maximum(pr_curve[:, 0], 1e-12)
+        recall = pr_curve[:, 1] / count_face
+        mrec, mpre = np.r_[0, recall, 1], np.r_[0, precision, 0]
+        for i in range(len(mpre) - 1, 0, -1):
+            mpre[i - 1] = max(mpre[i - 1], mpre[i])
+        i = np.where(mrec[1:] != mrec[:-1])[0]
+        aps[setting] = float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+    return aps
+
+
+@pytest.mark.slow
+def test_agrees_with_an_independent_port_on_real_predictions(release_weights, dev_split, tmp_path):
+    from model.detector import Detector
+    from model.eval.runner import predict_split
+
+    split = load_split(dev_split).subset(12)
+    preds = predict_split(Detector(release_weights[32]), split, scale=1.0, progress=False)
+    write_predictions(tmp_path / "pred", preds)
+    from_folder = read_predictions(tmp_path / "pred")
+    ours = evaluate(from_folder, split).ap
+    theirs = official_ap(from_folder, split)
+    assert ours == pytest.approx(theirs, abs=1e-4)
+    assert ours["hard"] > 0.5
+
+
+def test_eval_cli_scores_a_prediction_folder(dev_split, tmp_path, capsys):
+    from model.cli import main
+
+    split = load_split(dev_split).subset(10)
+    preds = {
+        key(n): np.c_[split.boxes[n], np.linspace(1, 0.5, len(split.boxes[n]))]
+        for n in split.images
+    }
+    write_predictions(tmp_path / "pred", preds)
+    code = main(
+        [
+            "eval",
+            "--pred",
+            str(tmp_path / "pred"),
+            "--split",
+            str(dev_split),
+            "--limit",
+            "10",
+            "--json",
+            "--plot",
+            str(tmp_path / "pr.png"),
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["images"] == 10
+    assert summary["hard"] == pytest.approx(official_ap(preds, split)["hard"], abs=1e-4)
+    assert (tmp_path / "pr.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_extd64_single_scale_on_40_dev_images(release_weights, dev_split):
+    """The CI-sized accuracy check; bucketed padding must not cost accuracy."""
+    from model.detector import Detector
+    from model.eval.runner import predict_split
+
+    split = load_split(dev_split).subset(40)
+    detector = Detector(release_weights[64])
+    exact = evaluate(predict_split(detector, split, scale=1.0, progress=False), split).ap
+    assert exact == pytest.approx({"easy": 0.9126, "medium": 0.9296, "hard": 0.8874}, abs=2e-3)
+    bucketed = evaluate(predict_split(detector, split, progress=False), split).ap
+    assert bucketed == pytest.approx(exact, abs=3e-3)
