@@ -17,7 +17,7 @@ def make_split(boxes: dict[str, list], lists: dict[str, list[int]]) -> WiderSpli
     arrays = {k: np.array(v, dtype=np.float64).reshape(-1, 4) for k, v in boxes.items()}
     per_image = {k: np.array(lists.get(k, []), dtype=np.int64) for k in boxes}
     return WiderSplit(
-        None, tuple(boxes), arrays, {s: per_image for s in ("easy", "medium", "hard")}
+        None, tuple(boxes), arrays, dict.fromkeys(("easy", "medium", "hard"), per_image)
     )
 
 
@@ -67,7 +67,11 @@ def test_images_without_predictions_and_empty_sets():
 
 
 def test_official_file_quirks():
-    text = "e/none.jpg\n1\n0 0 0 0 0 0 0 0 0 0 \ne/neg.jpg\n2\n1026 474 -2 23 0 0 0 0 0 0 \n10 10 20 20 0 0 0 0 0 0 \ne/zero.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
+    text = (
+        "e/none.jpg\n1\n0 0 0 0 0 0 0 0 0 0 \n"
+        "e/neg.jpg\n2\n1026 474 -2 23 0 0 0 0 0 0 \n10 10 20 20 0 0 0 0 0 0 \n"
+        "e/zero.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
+    )
     boxes = parse_ground_truth(text)
     assert [len(b) for b in boxes.values()] == [1, 2, 0]
     split = make_split({k: v.tolist() for k, v in boxes.items()}, {"e/neg.jpg": [1, 2]})
@@ -115,7 +119,7 @@ def test_prediction_folder_round_trip(tmp_path):
         again["0--Parade/0_Parade_x"], preds["0--Parade/0_Parade_x"], atol=1e-5
     )
     (tmp_path / "0--Parade" / "bad.txt").write_text("bad\n1\nnot numbers\n")
-    with pytest.raises(ValueError, match="bad.txt"):
+    with pytest.raises(ValueError, match=r"bad\.txt"):
         read_predictions(tmp_path)
 
 
