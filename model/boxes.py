@@ -46,7 +46,8 @@ def _overlap_edges(
     batch, k = valid.shape
     rows = max(1, _TILE_PAIRS // max(1, batch * k))
     index = torch.arange(k, device=boxes.device)
-    sources, targets = [], []
+    sources = [torch.zeros(0, dtype=torch.long, device=boxes.device)]
+    targets = [sources[0]]
     for start in range(0, k, rows):
         stop = min(start + rows, k)
         iou = box_iou(boxes[:, start:stop], boxes[:, start:], plus_one=plus_one)

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_KEEP_BYTES = 2**31 - 1
+_KEEP_BYTES = 2**30
 
 
 def tune_allocator() -> bool:

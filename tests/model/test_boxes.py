@@ -77,6 +77,11 @@ def test_batched_nms_equals_the_sequential_loop(seed):
     assert [torch.nonzero(k).flatten().tolist() for k in keep] == expected
 
 
+def test_nms_without_candidates():
+    keep = batched_nms(torch.zeros(3, 0, 4), torch.zeros(3, 0, dtype=torch.bool), 0.3)
+    assert keep.shape == (3, 0)
+
+
 def test_nms_thresholds_apply_per_image():
     boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 10, 12]]]).repeat(2, 1, 1)
     valid = torch.ones(2, 2, dtype=torch.bool)

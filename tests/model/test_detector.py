@@ -106,6 +106,13 @@ def test_bad_inputs_raise_image_errors(detectors, tmp_path):
         detectors[32].detect([np.zeros((5, 5, 3), np.uint8)], score_threshold=1.5)
 
 
+def test_images_without_any_candidate(detectors):
+    blank = np.zeros((480, 640, 3), np.uint8)
+    for detector in detectors.values():
+        (faces,) = detector.detect([blank], score_threshold=0.99)
+        assert faces.shape == (0, 5)
+
+
 def test_tiny_images_work(detectors):
     results = detectors[64].detect(
         [np.zeros((1, 1, 3), np.uint8), np.zeros((7, 300, 3), np.uint8)], scale=1

@@ -1,0 +1,1 @@
+"""The EXTD face detection HTTP service (FastAPI, dynamic batching, Prometheus)."""

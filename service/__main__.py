@@ -1,0 +1,30 @@
+"""``python -m service``: run the API with the settings from ``EXTD_*`` variables."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from service.app import create_app
+from service.config import Settings
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def main() -> None:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+if __name__ == "__main__":
+    main()

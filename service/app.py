@@ -1,0 +1,129 @@
+"""The FastAPI application: wiring of settings, models, batching worker and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+
+from model.checkpoint import Checkpoint
+from model.detector import Detector
+from model.runtime import tune_allocator
+from model.weights import pull
+from service.batching import Batcher
+from service.config import Settings
+from service.metrics import Metrics
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.pipeline import Pipeline
+from service.problems import install_problem_handlers
+from service.registry import LoadedModel, ModelRegistry
+from service.routes import detect, health, models
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Face detection with EXTD, the Extremely Tiny Face Detector.
+
+POST images to `/v1/detect`; requests are queued and batched dynamically.
+Errors are RFC 9457 problem documents with a stable `code`.
+"""
+
+
+def _load_models(settings: Settings, metrics: Metrics) -> ModelRegistry:
+    def build(checkpoint: Checkpoint) -> Detector:
+        return Detector(
+            checkpoint,
+            device=settings.device,
+            backend=settings.backend,
+            bucket_step=settings.bucket_step,
+            batch_size=settings.max_batch_size,
+        )
+
+    def publish(added: list[LoadedModel], dropped: list[LoadedModel]) -> None:
+        for model in dropped:
+            metrics.model_info.remove(*_info_labels(model))
+        for model in added:
+            metrics.model_info.labels(*_info_labels(model)).set(1)
+        if added or dropped:
+            metrics.model_reloads.labels("loaded").inc(len(added))
+
+    registry = ModelRegistry(
+        settings.weights_dir, build, default=settings.default_model, on_change=publish
+    )
+    if settings.pull_missing and not registry.checkpoint_files():
+        log.info("no checkpoints in %s: pulling the released ones", settings.weights_dir)
+        pull(directory=settings.weights_dir, mirror=settings.weights_mirror)
+    report = registry.refresh()
+    if report.refused:
+        metrics.model_reloads.labels("refused").inc(len(report.refused))
+    if not registry.all():
+        raise RuntimeError(f"no model could be loaded from {settings.weights_dir}")
+    default = registry.default_name
+    if registry.get(default) is None:
+        raise RuntimeError(f"the default model {default!r} is not in {settings.weights_dir}")
+    return registry
+
+
+def _info_labels(model: LoadedModel) -> tuple[str, str, str, str, str]:
+    info = model.info
+    return model.name, info["variant"], info["sha256"], info["backend"], info["device"]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    tune_allocator()
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    registry = await asyncio.to_thread(_load_models, settings, metrics)
+    batcher = Batcher(
+        max_batch_size=settings.max_batch_size,
+        max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+        capacity=settings.queue_size,
+        metrics=metrics,
+    )
+    batcher.start()
+    pipeline = Pipeline(settings, registry, batcher, metrics)
+    stop_watching = threading.Event()
+    if settings.watch_weights:
+        registry.watch(settings.watch_interval_s, stop_watching)
+    app.state.registry, app.state.pipeline = registry, pipeline
+    app.state.ready = True
+    metrics.ready.set(1)
+    log.info(
+        "ready: models %s, default %s", [m.name for m in registry.all()], registry.default_name
+    )
+    try:
+        yield
+    finally:
+        app.state.ready = False
+        metrics.ready.set(0)
+        stop_watching.set()
+        await asyncio.to_thread(batcher.stop)
+        pipeline.close()
+        log.info("stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    app = FastAPI(
+        title="EXTD face detection",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.ready = False
+    install_problem_handlers(app)
+    for router in (detect.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,179 @@
+"""Dynamic batching: a bounded queue of images and one worker thread.
+
+Request handlers submit prepared images and await futures; the worker takes
+up to ``max_batch_size`` images (waiting at most ``max_batch_delay_s`` for
+more), drops those whose deadline passed or whose client left, groups the
+rest by Detector and input size, and runs one forward pass per group. The
+model never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.detector import PreparedImage
+from model.postprocess import PostprocessOptions
+from service.metrics import Metrics
+from service.registry import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(Exception):
+    """The queue cannot take the request's images now."""
+
+
+class StoppingError(Exception):
+    """The service is shutting down and takes no new work."""
+
+
+class DeadlineExceededError(Exception):
+    """The request's deadline passed before its images reached the model."""
+
+
+class CancelledError(Exception):
+    """The client went away before its images reached the model."""
+
+
+@dataclass
+class Ticket:
+    """Shared by the images of one request, so the request can be cancelled as a whole."""
+
+    deadline: float
+    cancelled: str | None = None  # why the request gave up waiting, if it did
+
+
+@dataclass(eq=False)
+class Job:
+    model: LoadedModel
+    item: PreparedImage
+    options: PostprocessOptions
+    ticket: Ticket
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+    def resolve(self, result: np.ndarray | None = None, error: Exception | None = None) -> None:
+        def settle() -> None:
+            if self.future.done():
+                return
+            if error is None:
+                self.future.set_result(result)
+            else:
+                self.future.set_exception(error)
+
+        self.loop.call_soon_threadsafe(settle)
+
+
+class Batcher:
+    def __init__(
+        self, *, max_batch_size: int, max_batch_delay_s: float, capacity: int, metrics: Metrics
+    ) -> None:
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_s = max_batch_delay_s
+        self.capacity = capacity
+        self.metrics = metrics
+        self._queue: deque[Job] = deque()
+        self._condition = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="batch-worker", daemon=True)
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Take no new work, finish what is queued, then end the worker."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        self._thread.join(timeout_s)
+
+    def submit(
+        self,
+        model: LoadedModel,
+        items: list[PreparedImage],
+        options: PostprocessOptions,
+        ticket: Ticket,
+    ) -> list[asyncio.Future]:
+        """Queue all images of a request, or none (raises :class:`QueueFullError`)."""
+        loop = asyncio.get_running_loop()
+        jobs = [Job(model, item, options, ticket, loop.create_future(), loop) for item in items]
+        with self._condition:
+            if self._stopping:
+                raise StoppingError("the service is shutting down")
+            if len(self._queue) + len(jobs) > self.capacity:
+                raise QueueFullError(
+                    f"{len(self._queue)} images queued, room for {self.capacity - len(self._queue)}"
+                )
+            self._queue.extend(jobs)
+            self.metrics.queue_depth.set(len(self._queue))
+            self._condition.notify()
+        return [job.future for job in jobs]
+
+    def _next_batch(self) -> list[Job] | None:
+        with self._condition:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._condition.wait()
+            fill_until = time.monotonic() + self.max_batch_delay_s
+            while len(self._queue) < self.max_batch_size and not self._stopping:
+                remaining = fill_until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
+            batch = [
+                self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))
+            ]
+            self.metrics.queue_depth.set(len(self._queue))
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._run(batch)
+            except Exception as error:  # keep serving whatever one batch did
+                log.exception("batch failed")
+                for job in batch:
+                    job.resolve(error=error)
+
+    def _run(self, batch: list[Job]) -> None:
+        now = time.monotonic()
+        groups: dict[tuple[int, tuple[int, int]], list[Job]] = defaultdict(list)
+        for job in batch:
+            if job.ticket.cancelled:
+                self.metrics.cancelled.labels(job.ticket.cancelled).inc()
+                job.resolve(error=CancelledError(job.ticket.cancelled))
+            elif now > job.ticket.deadline:
+                self.metrics.cancelled.labels("deadline").inc()
+                job.resolve(error=DeadlineExceededError("deadline passed while queued"))
+            else:
+                self.metrics.queue_wait.labels(job.model.name).observe(now - job.enqueued_at)
+                groups[(id(job.model.detector), job.item.input_shape)].append(job)
+        for jobs in groups.values():
+            model = jobs[0].model
+            started = time.monotonic()
+            try:
+                results = model.detector.run([j.item for j in jobs], [j.options for j in jobs])
+            except Exception as error:
+                log.exception("inference failed for model %s", model.name)
+                for job in jobs:
+                    job.resolve(error=error)
+                continue
+            self.metrics.inference_duration.labels(model.name).observe(time.monotonic() - started)
+            self.metrics.batch_size.labels(model.name).observe(len(jobs))
+            self.metrics.images.labels(model.name).inc(len(jobs))
+            for job, faces in zip(jobs, results, strict=True):
+                self.metrics.faces_per_image.labels(model.name).observe(len(faces))
+                job.resolve(faces)

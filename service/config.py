@@ -1,0 +1,64 @@
+"""Every tunable of the service, read from ``EXTD_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field is also the env var ``EXTD_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="EXTD_", env_file=None, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in containers)")
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    weights_dir: Path = Field(
+        Path("weights"), description="every .pth and .safetensors checkpoint here is loaded"
+    )
+    weights_mirror: str | None = Field(
+        None, description="folder or base URL replacing the public URL when pulling weights"
+    )
+    pull_missing: bool = Field(
+        True, description="pull the released checkpoints when the weights folder has none"
+    )
+    default_model: str | None = Field(
+        None, description="model used when a request names none (default: extd-64 if loaded)"
+    )
+    watch_weights: bool = Field(
+        True, description="load new or changed checkpoints without a restart"
+    )
+    watch_interval_s: float = Field(2.0, gt=0)
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token for /v1/admin endpoints (disabled when unset)"
+    )
+
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, ...")
+    backend: str = Field("torch", description="inference backend of the Detector")
+    bucket_step: int = Field(128, ge=32, description="padded input sizes are multiples of this")
+
+    max_batch_size: int = Field(16, ge=1, description="images per forward pass at most")
+    max_batch_delay_ms: float = Field(
+        5.0, ge=0, description="how long the worker waits to fill a batch"
+    )
+    queue_size: int = Field(64, ge=1, description="images waiting at most; beyond, 429")
+    request_timeout_ms: int = Field(30_000, ge=1, description="default deadline of a request")
+
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="larger images are refused before decoding"
+    )
+    max_images_per_request: int = Field(16, ge=1)
+
+    torch_threads: int | None = Field(
+        None, ge=1, description="intra-op threads (default: all cores)"
+    )
+    decode_threads: int = Field(
+        default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, description="image decoding pool"
+    )

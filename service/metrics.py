@@ -1,0 +1,107 @@
+"""Every Prometheus metric the service exports, declared in one place.
+
+Each app gets its own registry, so several apps (tests) can live in one
+process. Names follow Prometheus conventions: base units, ``_total`` on
+counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+FACE_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        process_collector.ProcessCollector(registry=self.registry)
+        platform_collector.PlatformCollector(registry=self.registry)
+        gc_collector.GCCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "extd_http_requests_total",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "extd_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.preprocess_duration = Histogram(
+            "extd_preprocess_duration_seconds",
+            "Decoding and sizing one image",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "extd_queue_wait_seconds",
+            "Time an image waits for its batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "extd_inference_duration_seconds",
+            "One forward pass plus post-processing",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "extd_batch_size",
+            "Images per forward pass",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("extd_queue_depth", "Images waiting for the worker", registry=r)
+        self.faces_per_image = Histogram(
+            "extd_faces_per_image",
+            "Faces returned per image",
+            ["model"],
+            buckets=FACE_BUCKETS,
+            registry=r,
+        )
+        self.images = Counter("extd_images_total", "Images detected", ["model"], registry=r)
+        self.rejected = Counter(
+            "extd_rejected_total", "Requests refused, by reason", ["reason"], registry=r
+        )
+        self.cancelled = Counter(
+            "extd_cancelled_total",
+            "Queued images dropped before inference, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "extd_model_info",
+            "Loaded models (value 1)",
+            ["name", "variant", "sha256", "backend", "device"],
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "extd_model_reloads_total",
+            "Checkpoint loads after start-up, by result",
+            ["result"],
+            registry=r,
+        )
+        self.ready = Gauge("extd_ready", "1 when models are loaded and warmed up", registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

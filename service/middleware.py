@@ -1,0 +1,79 @@
+"""ASGI middleware: request body limit and per-route HTTP metrics."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+from service.problems import ProblemError, problem_response
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with a 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+
+    def _error(self) -> ProblemError:
+        self.metrics.rejected.labels("body_too_large").inc()
+        return ProblemError(
+            413, "body_too_large", f"request body over {self.max_bytes} bytes", limit=self.max_bytes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            error = self._error()
+            response = problem_response(
+                error.status, error.code, error.detail, instance=scope["path"], **error.extra
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._error()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class MetricsMiddleware:
+    """Count requests and time them, labelled by route template (bounded cardinality)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.request_duration.labels(template).observe(time.perf_counter() - started)

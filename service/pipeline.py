@@ -1,0 +1,164 @@
+"""From uploaded bytes to faces: decode off the loop, queue, wait, map errors to problems."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.detector import ScalePolicy
+from model.images import ImageError, ImageTooLargeError, open_image
+from model.postprocess import PostprocessOptions
+from service.batching import (
+    Batcher,
+    CancelledError,
+    DeadlineExceededError,
+    QueueFullError,
+    StoppingError,
+    Ticket,
+)
+from service.config import Settings
+from service.metrics import Metrics
+from service.problems import ProblemError
+from service.registry import LoadedModel, ModelRegistry
+
+DISCONNECT_POLL_S = 0.05
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class Detection:
+    model: LoadedModel
+    pixels: list[np.ndarray]
+    faces: list[np.ndarray]
+    timings_ms: dict[str, float]
+
+
+class Pipeline:
+    def __init__(
+        self, settings: Settings, registry: ModelRegistry, batcher: Batcher, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.batcher = batcher
+        self.metrics = metrics
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+
+    def model(self, name: str | None) -> LoadedModel:
+        name = name or self.registry.default_name
+        model = self.registry.get(name) if name else None
+        if model is None:
+            known = ", ".join(m.name for m in self.registry.all()) or "none"
+            raise ProblemError(
+                404, "model_not_found", f"no model {name!r} is loaded (loaded: {known})"
+            )
+        return model
+
+    def _decode(self, index: int, data: bytes) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            pixels = open_image(data, max_pixels=self.settings.max_image_pixels)
+        except ImageTooLargeError as error:
+            self.metrics.rejected.labels("image_too_large").inc()
+            raise ProblemError(
+                413,
+                "image_too_large",
+                f"image {index}: {error}",
+                index=index,
+                max_pixels=self.settings.max_image_pixels,
+            ) from error
+        except ImageError as error:
+            self.metrics.rejected.labels("bad_image").inc()
+            raise ProblemError(
+                415, "unsupported_image", f"image {index}: {error}", index=index
+            ) from error
+        self.metrics.preprocess_duration.observe(time.perf_counter() - started)
+        return pixels
+
+    async def detect(
+        self,
+        payloads: list[bytes],
+        *,
+        model: LoadedModel,
+        options: PostprocessOptions,
+        policy: ScalePolicy,
+        timeout_ms: int | None,
+        is_disconnected: Callable[[], Awaitable[bool]],
+    ) -> Detection:
+        started = time.perf_counter()
+        ticket = Ticket(time.monotonic() + (timeout_ms or self.settings.request_timeout_ms) / 1000)
+        loop = asyncio.get_running_loop()
+        decoding = [
+            loop.run_in_executor(self.decode_pool, self._decode, i, data)
+            for i, data in enumerate(payloads)
+        ]
+        decoded_or_errors = await asyncio.gather(*decoding, return_exceptions=True)
+        for outcome in decoded_or_errors:  # report the first bad image by index
+            if isinstance(outcome, BaseException):
+                raise outcome
+        pixels = list(decoded_or_errors)
+        items = [model.detector.prepare_array(p, policy) for p in pixels]
+        decoded = time.perf_counter()
+        try:
+            futures = self.batcher.submit(model, items, options, ticket)
+        except QueueFullError as error:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise ProblemError(
+                429,
+                "queue_full",
+                f"server busy: {error}",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from error
+        except StoppingError as error:
+            self.metrics.rejected.labels("stopping").inc()
+            raise ProblemError(
+                503, "shutting_down", str(error), headers={"Retry-After": str(RETRY_AFTER_S)}
+            ) from error
+        faces = await self._wait(futures, ticket, is_disconnected)
+        done = time.perf_counter()
+        timings = {
+            "decode": (decoded - started) * 1000,
+            "detect": (done - decoded) * 1000,
+            "total": (done - started) * 1000,
+        }
+        return Detection(model, pixels, faces, {k: round(v, 2) for k, v in timings.items()})
+
+    async def _wait(
+        self,
+        futures: list[asyncio.Future],
+        ticket: Ticket,
+        is_disconnected: Callable[[], Awaitable[bool]],
+    ) -> list[np.ndarray]:
+        gathered = asyncio.gather(*futures)
+        try:
+            while True:
+                remaining = ticket.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineExceededError("deadline passed")
+                done, _ = await asyncio.wait({gathered}, timeout=min(DISCONNECT_POLL_S, remaining))
+                if done:
+                    return gathered.result()
+                if await is_disconnected():
+                    raise CancelledError("client went away")
+        except DeadlineExceededError as error:
+            self.metrics.rejected.labels("deadline").inc()
+            raise ProblemError(
+                504,
+                "deadline_exceeded",
+                "the request's deadline passed before its faces were found",
+            ) from error
+        except CancelledError as error:
+            raise ProblemError(499, "client_closed", "client closed the connection") from error
+        finally:
+            if not gathered.done():
+                ticket.cancelled = (
+                    "deadline" if time.monotonic() >= ticket.deadline else "disconnected"
+                )
+                gathered.cancel()
+
+    def close(self) -> None:
+        self.decode_pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,177 @@
+"""The loaded models: one Detector per checkpoint file of the weights folder.
+
+Models are named after their file (``extd-64.safetensors`` -> ``extd-64``).
+A new or changed file is validated (strict load, a finite forward pass)
+before it replaces anything; a file that fails is refused and the old model
+keeps serving. Queued work holds its Detector, so a swap drops nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.checkpoint import PROJECT_SUFFIX, RELEASE_SUFFIXES, CheckpointError, read_checkpoint
+from model.detector import Detector, ScalePolicy
+from model.postprocess import PostprocessOptions
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SUFFIXES = (PROJECT_SUFFIX, *RELEASE_SUFFIXES)
+WARMUP_SIZE = (480, 640)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    detector: Detector
+    path: Path
+    parameters: int
+    signature: tuple[int, int]
+
+    @property
+    def info(self) -> dict:
+        checkpoint = self.detector.checkpoint
+        return {
+            "name": self.name,
+            "variant": checkpoint.variant.name,
+            "parameters": self.parameters,
+            "source": checkpoint.source,
+            "sha256": checkpoint.sha256,
+            "file": self.path.name,
+            "backend": self.detector.backend.name,
+            "device": str(self.detector.device),
+            "training": checkpoint.training,
+        }
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    loaded: list[str]
+    refused: dict[str, str]
+    removed: list[str]
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def warm_up(detector: Detector) -> None:
+    """One forward pass at a typical size, so the first request pays no set-up cost."""
+    blank = np.zeros((*WARMUP_SIZE, 3), dtype=np.uint8)
+    detector.run([detector.prepare_array(blank, ScalePolicy())], [PostprocessOptions()])
+
+
+class ModelRegistry:
+    """Thread-safe name -> :class:`LoadedModel` map over a weights folder."""
+
+    def __init__(
+        self,
+        directory: Path,
+        build: Callable[[object], Detector],
+        *,
+        default: str | None = None,
+        on_change: Callable[[list[LoadedModel], list[LoadedModel]], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self._build = build
+        self._requested_default = default
+        self._on_change = on_change
+        self._models: dict[str, LoadedModel] = {}
+        self._refused: dict[Path, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> LoadedModel | None:
+        return self._models.get(name)
+
+    def all(self) -> list[LoadedModel]:
+        return sorted(self._models.values(), key=lambda m: m.name)
+
+    @property
+    def default_name(self) -> str | None:
+        if self._requested_default:
+            return self._requested_default
+        if "extd-64" in self._models:
+            return "extd-64"
+        return min(self._models, default=None)
+
+    def checkpoint_files(self) -> dict[str, Path]:
+        """Model name -> file; a project checkpoint wins over a release file of the same name."""
+        files: dict[str, Path] = {}
+        if not self.directory.is_dir():
+            return files
+        for path in sorted(self.directory.iterdir()):
+            if path.suffix not in CHECKPOINT_SUFFIXES or path.name.startswith("."):
+                continue
+            if path.stem in files and path.suffix != PROJECT_SUFFIX:
+                continue
+            files[path.stem] = path
+        return files
+
+    def _load(self, name: str, path: Path, signature: tuple[int, int]) -> LoadedModel:
+        checkpoint = read_checkpoint(path)
+        detector = self._build(checkpoint)
+        warm_up(detector)
+        with torch.inference_mode():
+            offsets, logits = detector.backend(torch.zeros(1, 3, 64, 64))
+        if not (torch.isfinite(offsets).all() and torch.isfinite(logits).all()):
+            raise CheckpointError(f"{path.name}: the network produces non-finite outputs")
+        return LoadedModel(name, detector, path, checkpoint.num_parameters, signature)
+
+    def refresh(self) -> ReloadReport:
+        """Load new or changed files, drop models whose file is gone."""
+        with self._lock:
+            files = self.checkpoint_files()
+            loaded, refused, added, dropped = [], {}, [], []
+            for name, path in files.items():
+                try:
+                    signature = _signature(path)
+                except FileNotFoundError:
+                    continue
+                current = self._models.get(name)
+                if current and current.path == path and current.signature == signature:
+                    continue
+                if self._refused.get(path) == signature:
+                    continue
+                try:
+                    model = self._load(name, path, signature)
+                except (CheckpointError, OSError, RuntimeError, ValueError) as error:
+                    self._refused[path] = signature
+                    refused[name] = str(error)
+                    log.warning("refused checkpoint %s: %s", path, error)
+                    continue
+                self._refused.pop(path, None)
+                if current:
+                    dropped.append(current)
+                self._models[name] = model
+                added.append(model)
+                loaded.append(name)
+                log.info("loaded model %s from %s (%s)", name, path, model.info["variant"])
+            removed = [name for name in self._models if name not in files]
+            for name in removed:
+                dropped.append(self._models.pop(name))
+                log.info("unloaded model %s: its file is gone", name)
+        if self._on_change and (added or dropped):
+            self._on_change(added, dropped)
+        return ReloadReport(loaded, refused, removed)
+
+    def watch(self, interval_s: float, stop: threading.Event) -> threading.Thread:
+        """Poll the folder in a daemon thread until ``stop`` is set."""
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # the watcher must outlive any one bad file
+                    log.exception("weights folder scan failed")
+
+        thread = threading.Thread(target=loop, name="weights-watcher", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,201 @@
+"""Detection endpoints: JSON faces, an annotated JPEG, and the DeepStack-compatible route."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+
+from model.draw import draw_faces
+from service.pipeline import Detection, Pipeline
+from service.problems import ProblemError
+from service.schemas import (
+    DeepStackFace,
+    DeepStackResponse,
+    DetectParams,
+    DetectResponse,
+    Face,
+    ImageResult,
+    Problem,
+)
+from service.uploads import read_uploads
+
+router = APIRouter(tags=["detection"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}, "description": text}
+    for status, text in {
+        404: "unknown model",
+        413: "body or image too large",
+        415: "not an image, corrupt, or wrong content type",
+        422: "bad parameters or request body",
+        429: "queue full (see Retry-After)",
+        504: "deadline passed",
+    }.items()
+}
+
+_BINARY = {"type": "string", "format": "binary"}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"images": {"type": "array", "items": _BINARY}},
+                    "required": ["images"],
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "byte"}}
+                    },
+                    "required": ["images"],
+                }
+            },
+        },
+    }
+}
+
+
+def _pipeline(request: Request) -> Pipeline:
+    return request.app.state.pipeline
+
+
+async def _run(request: Request, params: DetectParams, *, field: str = "images") -> Detection:
+    pipeline = _pipeline(request)
+    model = pipeline.model(params.model)
+    payloads = await read_uploads(
+        request, field=field, max_count=pipeline.settings.max_images_per_request
+    )
+    return await pipeline.detect(
+        payloads,
+        model=model,
+        options=params.options(),
+        policy=params.policy(),
+        timeout_ms=params.timeout_ms,
+        is_disconnected=request.is_disconnected,
+    )
+
+
+def _faces(faces: np.ndarray, width: int, height: int, *, clip: bool) -> list[Face]:
+    boxes = faces[:, :4].astype(np.float64)
+    if clip:
+        boxes = np.clip(boxes, 0, [width, height, width, height])
+    normalized = boxes / [width, height, width, height]
+    return [
+        Face(
+            box=[round(v, 2) for v in box.tolist()],
+            box_normalized=[round(v, 5) for v in norm.tolist()],
+            score=round(float(score), 4),
+        )
+        for box, norm, score in zip(boxes, normalized, faces[:, 4], strict=True)
+    ]
+
+
+@router.post(
+    "/v1/detect",
+    response_model=DetectResponse,
+    responses=ERRORS,
+    openapi_extra=UPLOAD_BODY,
+    summary="Detect faces in one or more images",
+)
+async def detect(request: Request, params: Annotated[DetectParams, Query()]) -> DetectResponse:
+    """Send images as multipart files in ``images`` or as base64 strings in JSON.
+
+    Results come in request order, in pixels of the upright (EXIF-rotated) image.
+    """
+    detection = await _run(request, params)
+    results = [
+        ImageResult(
+            width=pixels.shape[1],
+            height=pixels.shape[0],
+            faces=_faces(faces, pixels.shape[1], pixels.shape[0], clip=params.clip),
+        )
+        for pixels, faces in zip(detection.pixels, detection.faces, strict=True)
+    ]
+    parameters = params.model_dump() | {"model": detection.model.name}
+    return DetectResponse(
+        model=detection.model.name,
+        results=results,
+        parameters=parameters,
+        timings_ms=detection.timings_ms,
+    )
+
+
+@router.post(
+    "/v1/detect/annotated",
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the image, faces boxed"}}
+    | ERRORS,
+    response_class=Response,
+    openapi_extra=UPLOAD_BODY,
+    summary="Detect faces and return the image with the boxes drawn",
+)
+async def detect_annotated(request: Request, params: Annotated[DetectParams, Query()]) -> Response:
+    detection = await _run(request, params)
+    if len(detection.pixels) != 1:
+        raise ProblemError(422, "invalid_request", "send exactly one image for an annotated result")
+    picture = draw_faces(detection.pixels[0], detection.faces[0], min_score=params.score_threshold)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90)
+    return Response(
+        buffer.getvalue(),
+        media_type="image/jpeg",
+        headers={"X-Faces": str(len(detection.faces[0])), "X-Model": detection.model.name},
+    )
+
+
+@router.post(
+    "/v1/vision/face",
+    response_model=DeepStackResponse,
+    responses=ERRORS,
+    tags=["compatibility"],
+    summary="DeepStack / CodeProject.AI face detection",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"image": _BINARY, "min_confidence": {"type": "number"}},
+                        "required": ["image"],
+                    }
+                }
+            },
+        }
+    },
+)
+async def deepstack_face(request: Request) -> DeepStackResponse:
+    """Form field ``image`` (optional ``min_confidence``), for Frigate, Double Take and co."""
+    form = await request.form()
+    try:
+        min_confidence = float(form.get("min_confidence") or 0.5)
+        params = DetectParams(score_threshold=min_confidence, clip=True)
+    except ValueError as error:
+        raise ProblemError(422, "invalid_parameters", f"min_confidence: {error}") from error
+    detection = await _run(request, params, field="image")
+    pixels, faces = detection.pixels[0], detection.faces[0]
+    height, width = pixels.shape[:2]
+    boxes = np.clip(np.rint(faces[:, :4]), 0, [width - 1, height - 1, width - 1, height - 1])
+    predictions = [
+        DeepStackFace(
+            confidence=round(float(score), 4),
+            x_min=int(x1),
+            y_min=int(y1),
+            x_max=int(x2),
+            y_max=int(y2),
+        )
+        for (x1, y1, x2, y2), score in zip(boxes, faces[:, 4], strict=True)
+    ]
+    timings = detection.timings_ms
+    return DeepStackResponse(
+        predictions=predictions,
+        count=len(predictions),
+        inferenceMs=round(timings["detect"]),
+        processMs=round(timings["total"]),
+    )

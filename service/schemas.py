@@ -1,0 +1,119 @@
+"""Request parameters and response bodies of the HTTP API (also the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model.detector import ScalePolicy
+from model.postprocess import PostprocessOptions
+
+
+class DetectParams(BaseModel):
+    """Query parameters of the detection endpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None, description="a loaded model's name (default: the configured one)"
+    )
+    score_threshold: float = Field(0.5, ge=0.0, lt=1.0, description="keep faces scoring above this")
+    nms_iou: float = Field(0.3, gt=0.0, le=1.0, description="IoU above which NMS drops a box")
+    max_faces: int = Field(
+        0, ge=0, le=5000, description="keep the highest-scoring N (0 = no limit)"
+    )
+    scale: float | None = Field(
+        None, gt=0.0, le=4.0, description="resize by this factor and run the exact size"
+    )
+    max_side: int | None = Field(
+        None, ge=16, le=8192, description="shrink so the long side is at most this"
+    )
+    timeout_ms: int | None = Field(
+        None, ge=1, le=600_000, description="deadline (default from the server's settings)"
+    )
+    clip: bool = Field(
+        False, description="clip boxes to the image (the model's boxes may stick out)"
+    )
+
+    @model_validator(mode="after")
+    def _one_scale_policy(self) -> DetectParams:
+        if self.scale is not None and self.max_side is not None:
+            raise ValueError("give either scale or max_side, not both")
+        return self
+
+    def options(self) -> PostprocessOptions:
+        return PostprocessOptions(self.score_threshold, self.nms_iou, self.max_faces)
+
+    def policy(self) -> ScalePolicy:
+        return ScalePolicy(scale=self.scale, max_side=self.max_side)
+
+
+class Face(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the upright image")
+    box_normalized: list[float] = Field(description="the box divided by width and height")
+    score: float
+
+
+class ImageResult(BaseModel):
+    width: int
+    height: int
+    faces: list[Face]
+
+
+class DetectResponse(BaseModel):
+    model: str
+    results: list[ImageResult]
+    parameters: dict[str, Any] = Field(description="the effective parameters of the request")
+    timings_ms: dict[str, float]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    variant: str
+    parameters: int
+    source: str
+    sha256: str
+    file: str
+    backend: str
+    device: str
+    default: bool
+    training: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class DeepStackFace(BaseModel):
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+
+class DeepStackResponse(BaseModel):
+    success: bool = True
+    predictions: list[DeepStackFace]
+    count: int
+    inferenceMs: int  # CodeProject.AI spells these in camel case
+    processMs: int
+
+
+class ReloadResponse(BaseModel):
+    loaded: list[str]
+    refused: dict[str, str]
+    removed: list[str]
+    models: list[str]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable ``code``."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None

@@ -1,0 +1,89 @@
+"""Reading image uploads: multipart files or base64 strings in JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from service.problems import ProblemError
+
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+
+
+def _too_many(count: int, limit: int) -> ProblemError:
+    return ProblemError(
+        422, "too_many_images", f"{count} images in one request, at most {limit}", limit=limit
+    )
+
+
+async def read_uploads(request: Request, *, field: str, max_count: int) -> list[bytes]:
+    """The encoded images of a request, in order; raises problems for malformed bodies."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == MULTIPART:
+        return await _read_multipart(request, field, max_count)
+    if content_type == JSON:
+        return _read_json(await request.body(), field, max_count)
+    raise ProblemError(
+        415,
+        "unsupported_media_type",
+        f"send {MULTIPART} with files in '{field}', or {JSON} {{\"{field}\": [base64, ...]}}",
+    )
+
+
+async def _read_multipart(request: Request, field: str, max_count: int) -> list[bytes]:
+    try:
+        form = await request.form(max_files=max_count + 1, max_fields=max_count + 32)
+    except ProblemError:
+        raise
+    except Exception as error:  # the multipart parser raises several types
+        raise ProblemError(422, "invalid_request", f"malformed multipart body: {error}") from error
+    try:
+        values = form.getlist(field)
+        files = [v for v in values if isinstance(v, UploadFile)]
+        if len(files) != len(values):
+            raise ProblemError(
+                422, "invalid_request", f"'{field}' must hold files, not text fields"
+            )
+        if not files:
+            raise ProblemError(422, "invalid_request", f"no files in the form field '{field}'")
+        if len(files) > max_count:
+            raise _too_many(len(files), max_count)
+        return [await f.read() for f in files]
+    finally:
+        await form.close()
+
+
+def _read_json(body: bytes, field: str, max_count: int) -> list[bytes]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProblemError(422, "invalid_request", f"body is not valid JSON: {error}") from error
+    images = payload.get(field) if isinstance(payload, dict) else None
+    if not isinstance(images, list) or not images:
+        raise ProblemError(
+            422,
+            "invalid_request",
+            f'expected {{"{field}": [base64 strings]}} with at least one image',
+        )
+    if len(images) > max_count:
+        raise _too_many(len(images), max_count)
+    decoded = []
+    for index, text in enumerate(images):
+        if not isinstance(text, str):
+            raise ProblemError(
+                422, "invalid_request", f"image {index} is not a string", index=index
+            )
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError) as error:
+            raise ProblemError(
+                422, "invalid_base64", f"image {index} is not valid base64: {error}", index=index
+            ) from error
+    return decoded
