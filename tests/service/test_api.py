@@ -90,7 +90,8 @@ def test_parameters_are_applied(server, dev_images):
     assert len(faces) == 2
     assert faces[0]["score"] >= faces[1]["score"] > 0.9
     for face in clipped["results"][0]["faces"]:
-        assert 0 <= min(face["box_normalized"]) and max(face["box_normalized"]) <= 1
+        assert min(face["box_normalized"]) >= 0
+        assert max(face["box_normalized"]) <= 1
 
 
 def test_exif_rotation_gives_upright_coordinates(server, dev_images):
