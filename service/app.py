@@ -43,13 +43,15 @@ def _load_models(settings: Settings, metrics: Metrics) -> ModelRegistry:
             batch_size=settings.max_batch_size,
         )
 
-    def publish(added: list[LoadedModel], dropped: list[LoadedModel]) -> None:
+    def publish(
+        added: list[LoadedModel], dropped: list[LoadedModel], refused: dict[str, str]
+    ) -> None:
         for model in dropped:
             metrics.model_info.remove(*_info_labels(model))
         for model in added:
             metrics.model_info.labels(*_info_labels(model)).set(1)
-        if added or dropped:
-            metrics.model_reloads.labels("loaded").inc(len(added))
+        metrics.model_loads.labels("loaded").inc(len(added))
+        metrics.model_loads.labels("refused").inc(len(refused))
 
     registry = ModelRegistry(
         settings.weights_dir, build, default=settings.default_model, on_change=publish
@@ -57,9 +59,7 @@ def _load_models(settings: Settings, metrics: Metrics) -> ModelRegistry:
     if settings.pull_missing and not registry.checkpoint_files():
         log.info("no checkpoints in %s: pulling the released ones", settings.weights_dir)
         pull(directory=settings.weights_dir, mirror=settings.weights_mirror)
-    report = registry.refresh()
-    if report.refused:
-        metrics.model_reloads.labels("refused").inc(len(report.refused))
+    registry.refresh()
     if not registry.all():
         raise RuntimeError(f"no model could be loaded from {settings.weights_dir}")
     default = registry.default_name

@@ -95,9 +95,9 @@ class Metrics:
             ["name", "variant", "sha256", "backend", "device"],
             registry=r,
         )
-        self.model_reloads = Counter(
-            "extd_model_reloads_total",
-            "Checkpoint loads after start-up, by result",
+        self.model_loads = Counter(
+            "extd_model_loads_total",
+            "Checkpoint loads (start-up and reloads), by result",
             ["result"],
             registry=r,
         )

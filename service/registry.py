@@ -78,7 +78,8 @@ class ModelRegistry:
         build: Callable[[object], Detector],
         *,
         default: str | None = None,
-        on_change: Callable[[list[LoadedModel], list[LoadedModel]], None] | None = None,
+        on_change: Callable[[list[LoadedModel], list[LoadedModel], dict[str, str]], None]
+        | None = None,
     ) -> None:
         self.directory = directory
         self._build = build
@@ -158,8 +159,8 @@ class ModelRegistry:
             for name in removed:
                 dropped.append(self._models.pop(name))
                 log.info("unloaded model %s: its file is gone", name)
-        if self._on_change and (added or dropped):
-            self._on_change(added, dropped)
+        if self._on_change and (added or dropped or refused):
+            self._on_change(added, dropped, refused)
         return ReloadReport(loaded, refused, removed)
 
     def watch(self, interval_s: float, stop: threading.Event) -> threading.Thread:

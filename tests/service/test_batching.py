@@ -1,0 +1,194 @@
+"""Dynamic batching under concurrency, overload, deadlines, disconnects and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import pytest
+from helpers import assert_same_faces
+from live_server import start_server, weights_folder
+from metrics_text import sample
+
+from model.eval.split import load_split
+from model.images import open_image
+
+pytestmark = pytest.mark.slow
+
+
+def form(data: bytes) -> dict:
+    return {"files": [("images", ("image.jpg", data, "image/jpeg"))]}
+
+
+async def post_all(
+    url: str, payloads: list[bytes], params: dict
+) -> list[tuple[httpx.Response, float]]:
+    """POST every payload at once; returns (response, seconds since the start)."""
+    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
+        start = time.perf_counter()
+
+        async def one(data: bytes) -> tuple[httpx.Response, float]:
+            response = await http.post("/v1/detect", params=params, **form(data))
+            return response, time.perf_counter() - start
+
+        return await asyncio.gather(*(one(d) for d in payloads))
+
+
+@pytest.fixture(scope="module")
+def many_images(dev_split) -> list[bytes]:
+    split = load_split(dev_split).subset(32)
+    return [split.image_path(name).read_bytes() for name in split.images]
+
+
+def test_concurrent_requests_get_their_own_faces_in_batches(
+    server, many_images, reference_detectors
+):
+    params = {"max_side": 320, "model": "extd-64"}
+    before = httpx.get(f"{server.url}/metrics").text
+    responses = asyncio.run(post_all(server.url, many_images, params))
+    after = httpx.get(f"{server.url}/metrics").text
+    detector = reference_detectors["extd-64"]
+    for data, (response, _) in zip(many_images, responses, strict=True):
+        assert response.status_code == 200, response.text
+        found = np.array(
+            [[*f["box"], f["score"]] for f in response.json()["results"][0]["faces"]],
+            dtype=np.float32,
+        ).reshape(-1, 5)
+        (alone,) = detector.detect([open_image(data)], max_side=320, score_threshold=0.5)
+        assert_same_faces(found, alone, min_score=0.5)
+    batches = sample(after, "extd_batch_size_count", model="extd-64") - sample(
+        before, "extd_batch_size_count", model="extd-64"
+    )
+    singles = sample(after, "extd_batch_size_bucket", model="extd-64", le="1.0") - sample(
+        before, "extd_batch_size_bucket", model="extd-64", le="1.0"
+    )
+    images = sample(after, "extd_batch_size_sum", model="extd-64") - sample(
+        before, "extd_batch_size_sum", model="extd-64"
+    )
+    assert images == 32
+    assert batches < 32, "no forward pass took more than one image"
+    assert singles < batches
+
+
+@pytest.fixture(scope="module")
+def small_queue_server(tmp_path_factory, weights_mirror):
+    folder = tmp_path_factory.mktemp("small-queue")
+    weights_folder(folder, weights_mirror, ["extd-64"])
+    env = {"EXTD_QUEUE_SIZE": "3", "EXTD_MAX_BATCH_SIZE": "1", "EXTD_WATCH_WEIGHTS": "false"}
+    running = start_server(folder, env)
+    yield running
+    running.stop()
+
+
+def test_overload_gets_fast_429s_and_loses_nothing(small_queue_server, dev_images):
+    url = small_queue_server.url
+    payload = dev_images[3].read_bytes()
+    livez: list[float] = []
+
+    def probe_liveness() -> None:
+        time.sleep(0.5)
+        start = time.perf_counter()
+        assert httpx.get(f"{url}/livez", timeout=60).status_code == 200
+        livez.append(time.perf_counter() - start)
+
+    prober = threading.Thread(target=probe_liveness)
+    prober.start()
+    results = asyncio.run(post_all(url, [payload] * 24, {}))
+    prober.join()
+    statuses = [r.status_code for r, _ in results]
+    assert set(statuses) == {200, 429}
+    assert statuses.count(200) >= 3
+    assert statuses.count(429) >= 10
+    rejected = [r for r, _ in results if r.status_code == 429]
+    assert all(r.headers["retry-after"] == "1" for r in rejected)
+    assert all(r.json()["code"] == "queue_full" for r in rejected)
+    # Refusals come back before the accepted work finishes: they never wait on the model.
+    slowest_refusal = max(t for r, t in results if r.status_code == 429)
+    slowest_success = max(t for r, t in results if r.status_code == 200)
+    assert slowest_refusal < slowest_success
+    assert livez
+    assert livez[0] < slowest_success
+    metrics = httpx.get(f"{url}/metrics").text
+    assert sample(metrics, "extd_rejected_total", reason="queue_full") == statuses.count(429)
+
+
+def test_expired_and_abandoned_work_never_reaches_the_model(small_queue_server, dev_images):
+    url = small_queue_server.url
+    slow = dev_images[3].read_bytes()
+    before = httpx.get(f"{url}/metrics").text
+
+    async def scenario() -> tuple[int, int]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            busy = asyncio.create_task(http.post("/v1/detect", **form(slow)))
+            await asyncio.sleep(0.3)
+            late = await http.post("/v1/detect", params={"timeout_ms": 200}, **form(slow))
+            abandon_request(url, slow)
+            return (await busy).status_code, late.status_code
+
+    busy_status, late_status = asyncio.run(scenario())
+    assert busy_status == 200
+    assert late_status == 504
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        after = httpx.get(f"{url}/metrics").text
+        dropped = sample(after, "extd_cancelled_total") - sample(before, "extd_cancelled_total")
+        if dropped >= 2:
+            break
+        time.sleep(0.2)
+    assert sample(after, "extd_cancelled_total", reason="deadline") > sample(
+        before, "extd_cancelled_total", reason="deadline"
+    )
+    assert sample(after, "extd_cancelled_total", reason="disconnected") > sample(
+        before, "extd_cancelled_total", reason="disconnected"
+    )
+    # Neither the expired nor the abandoned image was run.
+    assert sample(after, "extd_images_total") - sample(before, "extd_images_total") == 1
+
+
+def abandon_request(url: str, data: bytes) -> None:
+    """Send a whole multipart request on a raw socket and hang up before the answer."""
+    parsed = urlparse(url)
+    boundary = "extd-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST /v1/detect HTTP/1.1\r\nHost: {parsed.netloc}\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parsed.hostname, parsed.port)) as connection:
+        connection.sendall(head + body)
+        time.sleep(0.3)
+
+
+def test_graceful_shutdown_finishes_queued_work(tmp_path, weights_mirror, dev_images):
+    weights_folder(tmp_path, weights_mirror, ["extd-32"])
+    server = start_server(tmp_path, {"EXTD_MAX_BATCH_SIZE": "1", "EXTD_WATCH_WEIGHTS": "false"})
+    payload = dev_images[2].read_bytes()
+
+    async def scenario() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+            tasks = [
+                asyncio.create_task(http.post("/v1/detect", **form(payload))) for _ in range(4)
+            ]
+            await asyncio.sleep(0.5)
+            stopper = asyncio.create_task(asyncio.to_thread(server.stop))
+            responses = await asyncio.gather(*tasks)
+            await stopper
+            return [r.status_code for r in responses]
+
+    assert asyncio.run(scenario()) == [200, 200, 200, 200]
+    # uvicorn shuts down gracefully, then re-raises SIGTERM as its exit status.
+    assert server.process.returncode in (0, -15)
+    assert "Waiting for application shutdown" in server.log()
+    assert "stopped" in server.log()
