@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from live_server import Server, start_server
+from live_server import start_server
+
+from service.launcher import RunningServer
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, weights_mirror) -> Iterator[Server]:
+def server(tmp_path_factory, weights_mirror) -> Iterator[RunningServer]:
     """The default configuration; its empty weights folder is filled by pulling on start."""
     folder = tmp_path_factory.mktemp("server")
     running = start_server(
