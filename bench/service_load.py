@@ -114,14 +114,16 @@ def main() -> None:
             finally:
                 server.stop()
     print(
-        f"{args.clients} clients, {args.duration:.0f} s, {args.model}, {args.backend} on {args.device}, image {args.image.name}"
+        f"{args.clients} clients, {args.duration:.0f} s, {args.model}, "
+        f"{args.backend} on {args.device}, image {args.image.name}"
     )
     print(
         f"{'config':12s} {'img/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'errors':>7s}"
     )
     for name, r in results.items():
         print(
-            f"{name:12s} {r['images_per_s']:8.2f} {r['p50_ms']:8.0f} {r['p95_ms']:8.0f} {r['p99_ms']:8.0f} {r['errors']:7d}"
+            f"{name:12s} {r['images_per_s']:8.2f} {r['p50_ms']:8.0f} {r['p95_ms']:8.0f} "
+            f"{r['p99_ms']:8.0f} {r['errors']:7d}"
         )
     base = results["no batching"]["images_per_s"]
     print(f"batching / no batching throughput: {results['batching']['images_per_s'] / base:.2f}x")
