@@ -109,6 +109,7 @@ def _weights_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model.bench import register as register_bench
     from model.eval.command import register as register_eval
 
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     register_eval(commands)
+    register_bench(commands)
     return parser
 
 

@@ -148,23 +148,24 @@ class EXTD(nn.Module):
             nn.Conv2d(width, 4 if k == 0 else 2, 3, padding=1) for k in range(NUM_SOURCES)
         )
 
-    def sources(self, x: Tensor) -> list[Tensor]:
-        """The six detection maps, finest (stride 4) first."""
-        x = self.stage(self.entry(self.stem(x)))
-        maps = [x]
+    def backbone(self, x: Tensor) -> list[Tensor]:
+        """The six maps of the reused stage, finest (stride 4) first."""
+        maps = [self.stage(self.entry(self.stem(x)))]
         for _ in range(NUM_SOURCES - 1):
             maps.append(self.stage(maps[-1]))
-        if not len(self.top_down):
-            return maps
-        merged = [maps[-1]]
-        for block, skip in zip(self.top_down, reversed(maps[:-1]), strict=True):
-            merged.append(block(merged[-1], skip))
-        return [*merged[:0:-1], maps[-1]]
+        return maps
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        n = x.shape[0]
+    def detection_head(self, *maps: Tensor) -> tuple[Tensor, Tensor]:
+        """Top-down merge (FPN head) and the box and class convolutions."""
+        sources = list(maps)
+        if len(self.top_down):
+            merged = [maps[-1]]
+            for block, skip in zip(self.top_down, reversed(maps[:-1]), strict=True):
+                merged.append(block(merged[-1], skip))
+            sources = [*merged[:0:-1], maps[-1]]
+        n = maps[0].shape[0]
         offsets, logits = [], []
-        for k, source in enumerate(self.sources(x)):
+        for k, source in enumerate(sources):
             offsets.append(self.box_heads[k](source).permute(0, 2, 3, 1).reshape(n, -1, 4))
             scores = self.class_heads[k](source)
             if k == 0:
@@ -172,6 +173,9 @@ class EXTD(nn.Module):
                 scores = torch.cat((background, scores[:, 3:]), dim=1)
             logits.append(scores.permute(0, 2, 3, 1).reshape(n, -1, 2))
         return torch.cat(offsets, dim=1), torch.cat(logits, dim=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.detection_head(*self.backbone(x))
 
 
 def count_parameters(network: nn.Module) -> int:

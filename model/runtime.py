@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,11 @@ def tune_allocator() -> bool:
     """Serve large blocks from the heap and keep up to 1 GiB of freed memory (glibc only).
 
     Affects the whole process; entry points (CLI, service, benchmarks) call
-    it once. Returns whether the allocator was tuned.
+    it once. ``EXTD_TUNE_ALLOCATOR=0`` turns it off (the benchmarks' "plain"
+    baseline does). Returns whether the allocator was tuned.
     """
+    if os.environ.get("EXTD_TUNE_ALLOCATOR", "1") == "0":
+        return False
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
@@ -33,3 +38,8 @@ def tune_allocator() -> bool:
         log.debug("no glibc mallopt here; allocator left as is")
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``EXTD_CACHE_DIR``, else ``~/.cache/extd``."""
+    return Path(os.environ.get("EXTD_CACHE_DIR") or Path.home() / ".cache" / "extd")

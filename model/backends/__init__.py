@@ -1,23 +1,25 @@
 """Inference backends: what runs the network's forward pass for the Detector.
 
-``torch`` is the fp32 eager reference path and always works. Other
-backends must give the same detections (fp32) or the same accuracy
-(reduced precision) and are chosen by name.
+``torch`` is the fp32 eager reference path and always works. The others
+must give the same detections (fp32) or the same accuracy (reduced
+precision); ``auto`` picks the fastest one available for the device.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from model.backends.eager import EagerBackend
 from model.checkpoint import Checkpoint
+
+BACKENDS = ("auto", "torch", "torch-fused", "torch-bf16", "openvino", "openvino-fp32")
 
 
 class Backend(Protocol):
-    """Maps a normalised ``(N, 3, H, W)`` float batch to ``(offsets, logits)``."""
+    """Maps a normalised ``(N, 3, H, W)`` float batch to float32 ``(offsets, logits)``."""
 
     name: str
     device: torch.device
@@ -25,10 +27,32 @@ class Backend(Protocol):
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
-BACKENDS = ("torch",)
+def resolve_backend(name: str, device: torch.device) -> str:
+    """The concrete backend ``auto`` stands for on ``device``."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "torch-bf16"
+    if importlib.util.find_spec("openvino") is not None:
+        return "openvino"
+    return "torch-fused"
 
 
 def create_backend(name: str, checkpoint: Checkpoint, device: torch.device) -> Backend:
+    name = resolve_backend(name, device)
     if name == "torch":
+        from model.backends.eager import EagerBackend
+
         return EagerBackend(checkpoint, device)
+    if name in ("torch-fused", "torch-bf16"):
+        from model.backends.fused import FusedBackend
+
+        dtype = torch.float32 if name == "torch-fused" else torch.bfloat16
+        return FusedBackend(checkpoint, device, dtype=dtype)
+    if name in ("openvino", "openvino-fp32"):
+        from model.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(
+            checkpoint, device, precision="auto" if name == "openvino" else "f32"
+        )
     raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

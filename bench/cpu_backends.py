@@ -1,0 +1,89 @@
+"""CPU backends side by side with plain eager fp32, in one run.
+
+    python bench/cpu_backends.py                      # the full table (about 20 min on 2 cores)
+    python bench/cpu_backends.py --widths 64 --sizes 1024x768 --threads 1
+
+Each measurement is one ``python -m model bench`` subprocess, so allocator
+and thread settings never leak between rows. "eager (plain)" is PyTorch eager
+fp32 in a default process: the baseline every ratio is against. Then batch
+throughput (images/s by batch size) and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino-fp32", "openvino"]
+
+
+def measure(weights: str, backend: str, *, threads: int, size: str, batch: int, runs: int) -> dict:
+    env = dict(os.environ)
+    if backend == "eager (plain)":
+        backend, env["EXTD_TUNE_ALLOCATOR"] = "torch", "0"
+    command = [
+        sys.executable, "-m", "model", "bench", "--weights", weights, "--backend", backend,
+        "--threads", str(threads), "--size", size, "--batch", str(batch), "--runs", str(runs), "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--weights-pattern", default="../shared/weights/EXTD_{width}.pth")
+    parser.add_argument("--widths", nargs="+", type=int, default=[32, 48, 64])
+    parser.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--backends", nargs="+", default=BACKENDS)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
+    parser.add_argument("--batch-backends", nargs="+", default=["torch", "openvino"])
+    parser.add_argument("--out", help="write every measurement as JSON here")
+    args = parser.parse_args()
+
+    rows = []
+    print("## Latency, one image (ms), ratio against eager (plain) of the same row")
+    print("| width | size | threads | " + " | ".join(args.backends) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in args.backends) + " |", flush=True)
+    for width in args.widths:
+        weights = args.weights_pattern.format(width=width)
+        for size in args.sizes:
+            for threads in args.threads:
+                cells, base = [], None
+                for backend in args.backends:
+                    r = measure(
+                        weights, backend, threads=threads, size=size, batch=1, runs=args.runs
+                    )
+                    rows.append({"kind": "latency", "label": backend, **r})
+                    base = base or r["ms_per_image"]
+                    cells.append(f"{r['ms_per_image']:.0f} ({base / r['ms_per_image']:.1f}x)")
+                print(f"| {width} | {size} | {threads} | " + " | ".join(cells) + " |", flush=True)
+
+    print("\n## Throughput by batch size (images/s), EXTD-64, 640x480, all threads; peak RSS (MB)")
+    print("| backend | " + " | ".join(f"batch {b}" for b in args.batches) + " | peak RSS |")
+    print("| --- | " + " | ".join("---" for _ in args.batches) + " | --- |", flush=True)
+    weights = args.weights_pattern.format(width=64)
+    threads = os.cpu_count() or 1
+    for backend in args.batch_backends:
+        cells, peak = [], 0.0
+        for batch in args.batches:
+            r = measure(weights, backend, threads=threads, size="640x480", batch=batch, runs=2)
+            rows.append({"kind": "throughput", "label": backend, **r})
+            cells.append(f"{r['images_per_s']:.2f}")
+            peak = max(peak, r["peak_rss_mb"])
+        print(f"| {backend} | " + " | ".join(cells) + f" | {peak:.0f} |", flush=True)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

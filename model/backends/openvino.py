@@ -1,0 +1,93 @@
+"""OpenVINO on the CPU: bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere.
+
+The network is converted once per checkpoint (from the eval-mode module,
+with dynamic batch and image size) and the IR is cached on disk under the
+checkpoint's content hash; compiled models go to OpenVINO's own cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from model.checkpoint import Checkpoint
+from model.runtime import cache_dir
+
+log = logging.getLogger(__name__)
+
+# Conversion traces the network once; the size only has to be valid.
+_TRACE_SIZE = (1, 3, 128, 128)
+
+
+def _import_openvino():
+    try:
+        import openvino
+    except ImportError as error:
+        raise RuntimeError(
+            "the openvino backend needs: pip install 'extd-face[openvino]'"
+        ) from error
+    return openvino
+
+
+def supports_bf16() -> bool:
+    openvino = _import_openvino()
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _ir_path(checkpoint: Checkpoint) -> Path:
+    """The converted model for this checkpoint, converting it on first use."""
+    openvino = _import_openvino()
+    folder = cache_dir() / "openvino"
+    xml = folder / f"{checkpoint.sha256}.xml"
+    if xml.is_file():
+        return xml
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to OpenVINO IR", checkpoint.variant)
+    network = checkpoint.build()  # eval mode: batch norm must use its running statistics
+    with torch.no_grad():
+        converted = openvino.convert_model(
+            network, example_input=torch.zeros(_TRACE_SIZE), input=[(-1, 3, -1, -1)]
+        )
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        openvino.save_model(converted, Path(scratch) / "model.xml", compress_to_fp16=False)
+        os.replace(Path(scratch) / "model.bin", xml.with_suffix(".bin"))
+        os.replace(Path(scratch) / "model.xml", xml)
+    return xml
+
+
+class OpenVinoBackend:
+    def __init__(
+        self, checkpoint: Checkpoint, device: torch.device, *, precision: str = "auto"
+    ) -> None:
+        if device.type != "cpu":
+            raise ValueError(f"the openvino backend runs on the CPU, not {device}")
+        openvino = _import_openvino()
+        if precision == "auto":
+            precision = "bf16" if supports_bf16() else "f32"
+        self.name = "openvino" if precision == "bf16" else "openvino-fp32"
+        self.precision = precision
+        self.device = device
+        core = openvino.Core()
+        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino-compiled")})
+        config = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self._compiled = core.compile_model(core.read_model(_ir_path(checkpoint)), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        with self._lock:
+            outputs = self._request.infer([batch.contiguous().numpy()])
+            offsets, logits = (
+                torch.from_numpy(outputs[port].copy()) for port in self._compiled.outputs
+            )
+        return offsets, logits

@@ -1,0 +1,97 @@
+"""Every backend against the fp32 eager reference."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_same_faces
+
+from model.backends import create_backend, resolve_backend
+from model.backends.fused import fold_batchnorm
+from model.boxes import box_iou
+from model.checkpoint import read_checkpoint
+from model.detector import Detector
+from model.eval import evaluate, load_split, predict_split
+from model.images import open_image
+
+FP32 = ["torch-fused", "openvino-fp32"]
+
+
+def corners(wider: np.ndarray) -> torch.Tensor:
+    """``x y w h score`` rows -> ``x1 y1 x2 y2`` boxes."""
+    return torch.from_numpy(np.c_[wider[:, :2], wider[:, :2] + wider[:, 2:4]])
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "extd-cache"))
+
+
+def test_folding_batch_norm_keeps_the_outputs(release_weights):
+    network = read_checkpoint(release_weights[32]).build()
+    folded = fold_batchnorm(network)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 97, 131) * 60
+    with torch.no_grad():
+        for a, b in zip(network(x), folded(x), strict=True):
+            torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", FP32)
+def test_fp32_backends_match_the_release(release_weights, reference, backend):
+    detector = Detector(release_weights[64], backend=backend)
+    assert detector.backend.name == backend
+    for path, expected in reference[64].items():
+        (faces,) = detector.detect([open_image(path)], scale=1)
+        assert_same_faces(faces, np.array(expected))
+
+
+@pytest.mark.slow
+def test_reduced_precision_keeps_accuracy(release_weights, dev_split):
+    """AP within 0.3 points of fp32, and the fp32 faces found again (see the README for bf16)."""
+    split = load_split(dev_split).subset(40)
+    fp32 = Detector(release_weights[64], backend="torch-fused")
+    fast = Detector(release_weights[64], backend="openvino")
+    reference = predict_split(fp32, split, scale=1.0, progress=False)
+    reduced = predict_split(fast, split, scale=1.0, progress=False)
+    ap_fp32, ap_fast = evaluate(reference, split).ap, evaluate(reduced, split).ap
+    for setting in ap_fp32:
+        assert abs(ap_fp32[setting] - ap_fast[setting]) <= 0.003, (setting, ap_fp32, ap_fast)
+    found = total = 0
+    for key, faces in reference.items():
+        strong = faces[faces[:, 4] >= 0.5]
+        if len(strong) and len(reduced[key]):
+            best = box_iou(corners(strong), corners(reduced[key])).max(dim=1).values
+            found += int((best >= 0.9).sum())
+        total += len(strong)
+    assert found >= 0.97 * total, f"{found} of {total} fp32 faces found at IoU >= 0.9"
+
+
+def test_auto_picks_a_fast_backend():
+    assert resolve_backend("auto", torch.device("cpu")) == "openvino"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch-bf16"
+    assert resolve_backend("torch", torch.device("cuda")) == "torch"
+
+
+def test_bad_backend_choices(release_weights):
+    checkpoint = read_checkpoint(release_weights[32])
+    with pytest.raises(ValueError, match="unknown backend"):
+        create_backend("tensorrt-9000", checkpoint, torch.device("cpu"))
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        create_backend("openvino", checkpoint, torch.device("cuda"))
+
+
+def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
+    checkpoint = read_checkpoint(release_weights[32])
+    first = create_backend("openvino-fp32", checkpoint, torch.device("cpu"))
+    cached = tmp_path / "openvino" / f"{checkpoint.sha256}.xml"
+    assert cached.is_file()
+    stamp = cached.stat().st_mtime_ns
+    second = create_backend("openvino", checkpoint, torch.device("cpu"))
+    assert cached.stat().st_mtime_ns == stamp
+    x = torch.randn(1, 3, 64, 96) * 50
+    reference = checkpoint.build()(x)
+    for backend, tolerance in ((first, 1e-3), (second, 0.3)):
+        for a, b in zip(backend(x), reference, strict=True):
+            torch.testing.assert_close(a, b.detach(), atol=tolerance, rtol=0.05)
