@@ -24,10 +24,10 @@ def measure(weights: str, backend: str, *, threads: int, size: str, batch: int, 
     env = dict(os.environ)
     if backend == "eager (plain)":
         backend, env["EXTD_TUNE_ALLOCATOR"] = "torch", "0"
-    command = [
-        sys.executable, "-m", "model", "bench", "--weights", weights, "--backend", backend,
-        "--threads", str(threads), "--size", size, "--batch", str(batch), "--runs", str(runs), "--json",
-    ]  # fmt: skip
+    options = {"--weights": weights, "--backend": backend, "--threads": threads, "--size": size}
+    options |= {"--batch": batch, "--runs": runs}
+    command = [sys.executable, "-m", "model", "bench", "--json"]
+    command += [str(part) for pair in options.items() for part in pair]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
