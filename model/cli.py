@@ -111,6 +111,7 @@ def _weights_list(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from model.bench import register as register_bench
     from model.eval.command import register as register_eval
+    from model.train.command import register as register_train
 
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     register_eval(commands)
+    register_train(commands)
     register_bench(commands)
     return parser
 

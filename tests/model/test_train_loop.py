@@ -1,0 +1,115 @@
+"""The training loop: resumption, torch.distributed, learning from scratch, fine-tuning."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model.checkpoint import read_checkpoint
+from model.detector import Detector
+from model.train import TrainConfig, Trainer
+
+
+def tiny_config(dev_split, out, **changes) -> TrainConfig:
+    settings = {
+        "data_root": str(dev_split),
+        "out": str(out),
+        "variant": "fpn-32-prelu",
+        "limit_images": 4,
+        "batch_size": 2,
+        "input_size": 128,
+        "iterations": 6,
+        "lr_steps": [4],
+        "workers": 0,
+        "checkpoint_every": 3,
+        "log_every": 1,
+    }
+    return TrainConfig(**(settings | changes))
+
+
+def test_resume_ends_in_the_same_state(dev_split, tmp_path):
+    straight = Trainer(tiny_config(dev_split, tmp_path / "a"))
+    straight.train()
+    Trainer(tiny_config(dev_split, tmp_path / "b", iterations=3)).train()
+    resumed = Trainer(
+        tiny_config(dev_split, tmp_path / "b"), resume=tmp_path / "b" / "state-it3.pt"
+    )
+    assert resumed.iteration == 3
+    final = resumed.train()
+    assert final.name == "fpn-32-prelu-it6.safetensors"
+    a = torch.load(tmp_path / "a" / "state-it6.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "state-it6.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    momentum_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+    momentum_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b, strict=True))
+    checkpoint = read_checkpoint(final)
+    assert checkpoint.training["iteration"] == 6
+    assert checkpoint.training["config"]["variant"] == "fpn-32-prelu"
+
+
+def test_resume_refuses_a_different_recipe(dev_split, tmp_path):
+    Trainer(tiny_config(dev_split, tmp_path, iterations=3)).train()
+    with pytest.raises(ValueError, match="batch_size"):
+        Trainer(tiny_config(dev_split, tmp_path, batch_size=4), resume=tmp_path / "state-it3.pt")
+
+
+def test_checkpoints_are_atomic_and_loadable(dev_split, tmp_path):
+    Trainer(tiny_config(dev_split, tmp_path, iterations=3)).train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fpn-32-prelu-it3.safetensors",
+        "log.jsonl",
+        "state-it3.pt",
+    ]
+    Detector(tmp_path / "fpn-32-prelu-it3.safetensors")
+
+
+@pytest.mark.slow
+def test_two_processes_with_gloo_stay_in_sync_and_only_rank_0_writes(dev_split, tmp_path):
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+    ]
+    options = {
+        "--data-root": dev_split,
+        "--out": tmp_path,
+        "--variant": "fpn-32-prelu",
+        "--limit-images": 8,
+        "--batch-size": 4,
+        "--input-size": 128,
+        "--iterations": 4,
+        "--workers": 0,
+        "--device": "cpu",
+        "--checkpoint-every": 2,
+    }
+    command = [*launcher, "-m", "model", "train", "--check-sync"]
+    command += [str(part) for pair in options.items() for part in pair]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Only rank 0 prints the final path.
+    assert done.stdout.strip().splitlines()[-1].endswith("fpn-32-prelu-it4.safetensors")
+    assert done.stdout.count("fpn-32-prelu-it4.safetensors") == 1
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in lines] == [1, 2, 3, 4]
+    assert all(line["in_sync"] and line["rank"] == 0 and line["world"] == 2 for line in lines)
+    training = read_checkpoint(tmp_path / "fpn-32-prelu-it4.safetensors").training
+    assert training["written_by_rank"] == 0
+    assert training["world_size"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fpn-32-prelu-it2.safetensors",
+        "fpn-32-prelu-it4.safetensors",
+        "log.jsonl",
+        "state-it2.pt",
+        "state-it4.pt",
+    ]
