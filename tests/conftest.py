@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from live_server import start_server
 
 from model.runtime import tune_allocator
+from service.launcher import RunningServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EXTD_SHARED_DIR") or REPO.parent / "shared")
@@ -67,3 +70,22 @@ def dev_images(dev_split: Path) -> list[Path]:
         "7--Cheering/7_Cheering_Cheering_7_29.jpg",
     ]
     return [dev_split / "images" / name for name in names]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, weights_mirror) -> Iterator[RunningServer]:
+    """The default configuration; its empty weights folder is filled by pulling on start."""
+    folder = tmp_path_factory.mktemp("server")
+    running = start_server(
+        folder, {"EXTD_WEIGHTS_MIRROR": str(weights_mirror), "EXTD_WATCH_WEIGHTS": "false"}
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def reference_detectors(release_weights):
+    """In-process Detectors to check the server's answers against."""
+    from model.detector import Detector
+
+    return {f"extd-{w}": Detector(path) for w, path in release_weights.items()}

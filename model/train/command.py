@@ -54,6 +54,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--check-sync", action="store_true", help="verify after every step that all ranks agree"
     )
+    parser.add_argument(
+        "--publish",
+        help="also write every checkpoint to this file, atomically (e.g. a service's weights folder)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         eval_limit=args.eval_limit,
         log_every=args.log_every,
         check_sync=args.check_sync,
+        publish=args.publish,
     )
     trainer = Trainer(config, resume=args.resume)
     final = trainer.train()

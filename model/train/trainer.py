@@ -67,6 +67,7 @@ class TrainConfig:
     eval_limit: int | None = 200
     log_every: int = 20
     check_sync: bool = False
+    publish: str | None = None
 
     @property
     def steps(self) -> list[int]:
@@ -110,6 +111,8 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
 
+        # Denormal floats make CPU arithmetic crawl once small gradients appear.
+        torch.set_flush_denormal(True)
         torch.manual_seed(config.seed)
         self.variant = Variant.parse(config.variant)
         self.network = EXTD(self.variant)
