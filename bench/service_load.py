@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from model.weights import pull
 from service.launcher import launch
@@ -29,14 +30,15 @@ CONFIGS = {
 
 
 async def closed_loop(
-    url: str, payload: bytes, params: dict, clients: int, duration_s: float
+    url: str, payload: bytes, params: dict, clients: int, duration_s: float, per_request: int
 ) -> dict:
     latencies: list[float] = []
     errors = 0
     async with httpx.AsyncClient(
         base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
     ) as http:
-        await http.post("/v1/detect", params=params, files={"images": ("a.jpg", payload)})
+        files = [("images", (f"{i}.jpg", payload, "image/jpeg")) for i in range(per_request)]
+        await http.post("/v1/detect", params=params, files=files)
         stop_at = time.perf_counter() + duration_s
 
         async def client() -> None:
@@ -54,14 +56,36 @@ async def closed_loop(
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
+        metrics = (await http.get("/metrics")).text
     ms = np.array(latencies) * 1000
     return {
-        "images_per_s": len(latencies) / elapsed,
+        "server": server_means(metrics),
+        "images_per_s": len(latencies) * per_request / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
         "p99_ms": float(np.percentile(ms, 99)),
         "requests": len(latencies),
         "errors": errors,
+    }
+
+
+def server_means(metrics: str) -> dict[str, float]:
+    """Mean batch size and per-stage times (ms) from the server's own histograms."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")) and sample.name.startswith("extd_"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+
+    def mean(name: str, scale: float = 1000.0) -> float:
+        count = totals.get(f"{name}_count", 0.0)
+        return round(totals.get(f"{name}_sum", 0.0) / count * scale, 2) if count else 0.0
+
+    return {
+        "batch_size": mean("extd_batch_size", 1.0),
+        "queue_wait_ms": mean("extd_queue_wait_seconds"),
+        "decode_ms": mean("extd_preprocess_duration_seconds"),
+        "inference_ms_per_batch": mean("extd_inference_duration_seconds"),
     }
 
 
@@ -87,6 +111,10 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="torch")
+    parser.add_argument("--images-per-request", type=int, default=1)
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--max-batch-size", type=int, default=16, help="of the batching config")
+    parser.add_argument("--decode-threads", type=int, help="server setting (default: its own)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
@@ -96,26 +124,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "weights"
         pull([args.model], directory=weights, mirror=args.mirror)
-        for name, env in CONFIGS.items():
+        for name in args.configs:
+            env = dict(CONFIGS[name])
+            if name == "batching":
+                env["EXTD_MAX_BATCH_SIZE"] = str(args.max_batch_size)
+            if args.decode_threads:
+                env["EXTD_DECODE_THREADS"] = str(args.decode_threads)
             settings = {
                 "EXTD_WEIGHTS_DIR": str(weights),
                 "EXTD_WATCH_WEIGHTS": "false",
                 "EXTD_LOG_LEVEL": "warning",
                 "EXTD_DEVICE": args.device,
                 "EXTD_BACKEND": args.backend,
-                "EXTD_QUEUE_SIZE": str(4 * args.clients),
+                "EXTD_QUEUE_SIZE": str(4 * args.clients * args.images_per_request),
                 **env,
             }
             server = launch(Path(scratch) / name.replace(" ", "-"), settings)
             try:
-                results[name] = asyncio.run(
-                    closed_loop(server.url, payload, params, args.clients, args.duration)
+                load = closed_loop(
+                    server.url,
+                    payload,
+                    params,
+                    args.clients,
+                    args.duration,
+                    args.images_per_request,
                 )
+                results[name] = asyncio.run(load)
             finally:
                 server.stop()
     print(
-        f"{args.clients} clients, {args.duration:.0f} s, {args.model}, "
-        f"{args.backend} on {args.device}, image {args.image.name}"
+        f"{args.clients} clients x {args.images_per_request} images per request, "
+        f"{args.duration:.0f} s, {args.model}, {args.backend} on {args.device}, "
+        f"image {args.image.name}"
     )
     print(
         f"{'config':12s} {'img/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'errors':>7s}"
@@ -125,8 +165,11 @@ def main() -> None:
             f"{name:12s} {r['images_per_s']:8.2f} {r['p50_ms']:8.0f} {r['p95_ms']:8.0f} "
             f"{r['p99_ms']:8.0f} {r['errors']:7d}"
         )
-    base = results["no batching"]["images_per_s"]
-    print(f"batching / no batching throughput: {results['batching']['images_per_s'] / base:.2f}x")
+    for name, r in results.items():
+        print(f"{name:12s} server side: {r['server']}")
+    if len(results) == 2:
+        ratio = results["batching"]["images_per_s"] / results["no batching"]["images_per_s"]
+        print(f"batching / no batching throughput: {ratio:.2f}x")
     if args.json:
         print(json.dumps(results))
 

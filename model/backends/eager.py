@@ -13,6 +13,9 @@ class EagerBackend:
 
     def __init__(self, checkpoint: Checkpoint, device: torch.device) -> None:
         self.device = device
+        if device.type == "cuda":
+            # fp32 means fp32: no TF32 convolutions on Ampere and later.
+            torch.backends.cudnn.allow_tf32 = False
         self.network = checkpoint.build().to(device)
 
     @torch.inference_mode()

@@ -1,11 +1,11 @@
 """The training augmentation of the EXTD recipe (section 6 of the spec).
 
-Photometric distortion; then with probability 0.5 data-anchor-sampling
-(rescale so one face lands near a chosen anchor scale, crop a square
-around it), else an SSD-style square crop (0.3 to 1 of the short side,
-faces kept by their centres); resize to the training size with a random
-interpolation; horizontal flip; faces under 6x6 px dropped. Every random
-choice comes from the generator passed in, so a seed fixes the sample.
+With probability 0.5 data-anchor-sampling (rescale so one face lands near a
+chosen anchor scale, crop a square around it), else an SSD-style square crop
+(0.3 to 1 of the short side, faces kept by their centres); resize to the
+training size with a random interpolation; photometric distortion;
+horizontal flip; faces under 6x6 px dropped. Every random choice comes from
+the generator passed in, so a seed fixes the sample.
 """
 
 from __future__ import annotations
@@ -126,12 +126,16 @@ def ssd_crop(
 def augment(
     pixels: np.ndarray, boxes: np.ndarray, *, size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training sample: ``(size x size x 3 uint8, (n, 4) x1 y1 x2 y2 in its pixels)``."""
-    pixels = photometric(pixels, rng)
+    """One training sample: ``(size x size x 3 uint8, (n, 4) x1 y1 x2 y2 in its pixels)``.
+
+    The photometric distortion is per pixel, so it runs after the crop, on the
+    small training-size image rather than the full photo.
+    """
     if len(boxes) and rng.random() < 0.5:
         pixels, boxes = anchor_sampling(pixels, boxes, size, rng)
     else:
         pixels, boxes = ssd_crop(pixels, boxes, size, rng)
+    pixels = photometric(pixels, rng)
     if rng.random() < 0.5:
         pixels = pixels[:, ::-1]
         boxes = np.c_[size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]]

@@ -55,8 +55,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--check-sync", action="store_true", help="verify after every step that all ranks agree"
     )
     parser.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        help="keep batch-norm statistics fixed (default: on with --init, off from scratch)",
+    )
+    parser.add_argument(
         "--publish",
-        help="also write every checkpoint to this file, atomically (e.g. a service's weights folder)",
+        help="also write each checkpoint to this file, atomically (e.g. into a weights folder)",
     )
     parser.set_defaults(handler=run)
 
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         check_sync=args.check_sync,
         publish=args.publish,
+        freeze_bn=args.freeze_bn,
     )
     trainer = Trainer(config, resume=args.resume)
     final = trainer.train()

@@ -68,6 +68,12 @@ class TrainConfig:
     log_every: int = 20
     check_sync: bool = False
     publish: str | None = None
+    freeze_bn: bool | None = None
+
+    @property
+    def frozen_bn(self) -> bool:
+        """Batch norm uses and keeps its running statistics (default: when fine-tuning)."""
+        return self.freeze_bn if self.freeze_bn is not None else self.init is not None
 
     @property
     def steps(self) -> list[int]:
@@ -121,6 +127,12 @@ class Trainer:
         else:
             initialise(self.network)
         self.network.to(self.device).train()
+        if config.frozen_bn:
+            # The reused stage shares its batch norms across six scales, so a few
+            # batches of fresh statistics would overwrite what the checkpoint learned.
+            for module in self.network.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         self.model: nn.Module = (
             DistributedDataParallel(
                 self.network, device_ids=[self.device.index] if use_cuda else None
