@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino-fp32", "openvino"]
+BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16"]
 
 
 def measure(weights: str, backend: str, *, threads: int, size: str, batch: int, runs: int) -> dict:
@@ -45,7 +45,9 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=BACKENDS)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
-    parser.add_argument("--batch-backends", nargs="+", default=["torch", "openvino"])
+    parser.add_argument(
+        "--batch-backends", nargs="+", default=["torch", "openvino", "openvino-bf16"]
+    )
     parser.add_argument("--out", help="write every measurement as JSON here")
     args = parser.parse_args()
 

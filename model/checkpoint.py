@@ -189,7 +189,13 @@ def import_release(state: Mapping[str, Tensor], variant: Variant, *, source: str
         mapped[f"{prefixes[prefix]}.{leaf}"] = tensor
     if unknown:
         raise CheckpointError(f"{source}: keys the {variant} layout does not have: {unknown[:8]}")
-    check_keys(mapped, EXTD(variant).state_dict(), what=f"{source} as {variant}")
+    expected = EXTD(variant).state_dict()
+    for key, tensor in mapped.items():
+        # The release keeps one set of statistics per stage norm; it serves every use.
+        target = expected.get(key)
+        if target is not None and target.dim() == 2 and tensor.dim() == 1:
+            mapped[key] = tensor.expand(target.shape[0], -1).clone()
+    check_keys(mapped, expected, what=f"{source} as {variant}")
     return Checkpoint(variant, mapped, source=source)
 
 

@@ -23,6 +23,37 @@ def make_activation(kind: Activation) -> nn.Module:
     return nn.ReLU()
 
 
+class ReusedBatchNorm(nn.BatchNorm2d):
+    """Batch norm of the reused stage: one affine transform, running statistics per use.
+
+    The stage runs once per scale, and each scale's activations have their own
+    statistics. Training normalises each use by its batch statistics, so
+    evaluation must use that use's running statistics: one shared set (a blend
+    of six scales) makes a network trained from scratch useless in eval mode.
+    The released checkpoints hold one set, which serves every use.
+    """
+
+    def __init__(self, channels: int, uses: int) -> None:
+        super().__init__(channels)
+        self.register_buffer("running_mean", torch.zeros(uses, channels))
+        self.register_buffer("running_var", torch.ones(uses, channels))
+        self.use = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(
+            x,
+            self.running_mean[self.use],
+            self.running_var[self.use],
+            self.weight,
+            self.bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+
+
 class ConvBNAct(nn.Module):
     """Convolution, batch norm and an optional activation."""
 
@@ -36,10 +67,11 @@ class ConvBNAct(nn.Module):
         groups: int = 1,
         bias: bool = False,
         activation: nn.Module | None = None,
+        norm_uses: int = 1,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = ReusedBatchNorm(c_out, norm_uses) if norm_uses > 1 else nn.BatchNorm2d(c_out)
         self.act = activation if activation is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -58,11 +90,12 @@ class InvertedResidual(nn.Module):
         stride: int,
         activation: Activation,
         activation_after_projection: bool,
+        norm_uses: int = 1,
     ) -> None:
         super().__init__()
         hidden = c_in * expansion
         self.expand = (
-            ConvBNAct(c_in, hidden, 1, activation=make_activation(activation))
+            ConvBNAct(c_in, hidden, 1, activation=make_activation(activation), norm_uses=norm_uses)
             if expansion != 1
             else nn.Identity()
         )
@@ -74,12 +107,14 @@ class InvertedResidual(nn.Module):
             groups=hidden,
             bias=True,
             activation=make_activation(activation),
+            norm_uses=norm_uses,
         )
         self.project = ConvBNAct(
             hidden,
             c_out,
             1,
             activation=make_activation(activation) if activation_after_projection else None,
+            norm_uses=norm_uses,
         )
         self.residual = stride == 1 and c_in == c_out
 
@@ -134,10 +169,12 @@ class EXTD(nn.Module):
                     stride=block.stride,
                     activation=act,
                     activation_after_projection=variant.activation_after_projection,
+                    norm_uses=NUM_SOURCES,
                 )
                 for block in variant.stage
             )
         )
+        self._stage_norms = tuple(m for m in self.stage.modules() if isinstance(m, ReusedBatchNorm))
         self.top_down = nn.ModuleList(
             TopDownBlock(width) for _ in range(NUM_SOURCES - 1 if variant.head == "fpn" else 0)
         )
@@ -150,10 +187,12 @@ class EXTD(nn.Module):
 
     def backbone(self, x: Tensor) -> list[Tensor]:
         """The six maps of the reused stage, finest (stride 4) first."""
-        maps = [self.stage(self.entry(self.stem(x)))]
-        for _ in range(NUM_SOURCES - 1):
+        maps = [self.entry(self.stem(x))]
+        for use in range(NUM_SOURCES):
+            for norm in self._stage_norms:
+                norm.use = use
             maps.append(self.stage(maps[-1]))
-        return maps
+        return maps[1:]
 
     def detection_head(self, *maps: Tensor) -> tuple[Tensor, Tensor]:
         """Top-down merge (FPN head) and the box and class convolutions."""

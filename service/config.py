@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     )
 
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, ...")
-    backend: str = Field("torch", description="inference backend of the Detector")
+    backend: str = Field(
+        "auto", description="inference backend: auto = openvino (fp32) on CPUs, torch-bf16 on GPUs"
+    )
     bucket_step: int = Field(128, ge=32, description="padded input sizes are multiples of this")
 
     max_batch_size: int = Field(16, ge=1, description="images per forward pass at most")

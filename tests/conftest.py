@@ -33,6 +33,14 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Iterator[None]:
+    """Converted models go to a folder of this run, shared by its servers, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EXTD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "extd-cache"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def release_weights() -> dict[int, Path]:
     return {w: shared_path("weights", f"EXTD_{w}.pth") for w in WIDTHS}

@@ -2,7 +2,8 @@
 
 ``torch`` is the fp32 eager reference path and always works. The others
 must give the same detections (fp32) or the same accuracy (reduced
-precision); ``auto`` picks the fastest one available for the device.
+precision). ``auto`` picks the fastest exact one on a CPU (``openvino``)
+and bf16 on a GPU, where it is about 1.4x faster.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from model.checkpoint import Checkpoint
 
-BACKENDS = ("auto", "torch", "torch-fused", "torch-bf16", "openvino", "openvino-fp32")
+BACKENDS = ("auto", "torch", "torch-fused", "torch-bf16", "openvino", "openvino-bf16")
 
 
 class Backend(Protocol):
@@ -49,10 +50,10 @@ def create_backend(name: str, checkpoint: Checkpoint, device: torch.device) -> B
 
         dtype = torch.float32 if name == "torch-fused" else torch.bfloat16
         return FusedBackend(checkpoint, device, dtype=dtype)
-    if name in ("openvino", "openvino-fp32"):
+    if name in ("openvino", "openvino-bf16"):
         from model.backends.openvino import OpenVinoBackend
 
         return OpenVinoBackend(
-            checkpoint, device, precision="auto" if name == "openvino" else "f32"
+            checkpoint, device, precision="bf16" if name == "openvino-bf16" else "f32"
         )
     raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

@@ -16,20 +16,43 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model.checkpoint import Checkpoint
-from model.network import EXTD, ConvBNAct, TopDownBlock
+from model.network import EXTD, ConvBNAct, ReusedBatchNorm, TopDownBlock
 
 MAX_GRAPHS = 64
 # A shape is captured as a graph once it is seen this often; one-off shapes run eagerly.
 CAPTURE_AFTER = 3
 
 
+def _single_statistics(norm: nn.BatchNorm2d) -> nn.BatchNorm2d | None:
+    """The norm as a plain BatchNorm2d, or None when its uses have different statistics."""
+    if not isinstance(norm, ReusedBatchNorm):
+        return norm
+    mean, var = norm.running_mean, norm.running_var
+    if not (
+        torch.equal(mean, mean[:1].expand_as(mean)) and torch.equal(var, var[:1].expand_as(var))
+    ):
+        return None
+    plain = nn.BatchNorm2d(norm.num_features, eps=norm.eps).eval()
+    plain.load_state_dict(
+        {"weight": norm.weight, "bias": norm.bias, "running_mean": mean[0], "running_var": var[0]},
+        strict=False,
+    )
+    return plain
+
+
 def fold_batchnorm(network: EXTD) -> EXTD:
-    """A copy of an eval-mode network whose batch norms live inside the convolutions."""
+    """A copy of an eval-mode network whose batch norms live inside the convolutions.
+
+    A stage norm whose uses keep different statistics (a network trained here)
+    cannot be folded into the one shared convolution, and stays as it is.
+    """
     folded = copy.deepcopy(network).eval()
     for module in folded.modules():
         if isinstance(module, ConvBNAct):
-            module.conv = fuse_conv_bn_eval(module.conv, module.bn)
-            module.bn = nn.Identity()
+            norm = _single_statistics(module.bn)
+            if norm is not None:
+                module.conv = fuse_conv_bn_eval(module.conv, norm)
+                module.bn = nn.Identity()
         elif isinstance(module, TopDownBlock):
             module.pointwise = fuse_conv_bn_eval(module.pointwise, module.bn)
             module.bn = nn.Identity()

@@ -1,4 +1,5 @@
-"""OpenVINO on the CPU: bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere.
+"""OpenVINO on the CPU: fp32 (``openvino``) or bf16 (``openvino-bf16``, on CPUs with
+AMX or AVX-512 BF16; fp32 elsewhere).
 
 The network is converted once per checkpoint (from the eval-mode module,
 with dynamic batch and image size) and the IR is cached on disk under the
@@ -63,14 +64,15 @@ def _ir_path(checkpoint: Checkpoint) -> Path:
 
 class OpenVinoBackend:
     def __init__(
-        self, checkpoint: Checkpoint, device: torch.device, *, precision: str = "auto"
+        self, checkpoint: Checkpoint, device: torch.device, *, precision: str = "f32"
     ) -> None:
         if device.type != "cpu":
             raise ValueError(f"the openvino backend runs on the CPU, not {device}")
         openvino = _import_openvino()
-        if precision == "auto":
-            precision = "bf16" if supports_bf16() else "f32"
-        self.name = "openvino" if precision == "bf16" else "openvino-fp32"
+        if precision == "bf16" and not supports_bf16():
+            log.info("this CPU has no bf16 instructions: OpenVINO runs fp32")
+            precision = "f32"
+        self.name = "openvino-bf16" if precision == "bf16" else "openvino"
         self.precision = precision
         self.device = device
         core = openvino.Core()

@@ -13,7 +13,7 @@ from model.detector import Detector
 from model.eval import evaluate, load_split, predict_split
 from model.images import open_image
 
-FP32 = ["torch-fused", "openvino-fp32"]
+FP32 = ["torch-fused", "openvino"]
 
 
 def corners(wider: np.ndarray) -> torch.Tensor:
@@ -21,16 +21,27 @@ def corners(wider: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.c_[wider[:, :2], wider[:, :2] + wider[:, 2:4]])
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "extd-cache"))
-
-
 def test_folding_batch_norm_keeps_the_outputs(release_weights):
     network = read_checkpoint(release_weights[32]).build()
     folded = fold_batchnorm(network)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     x = torch.randn(2, 3, 97, 131) * 60
+    with torch.no_grad():
+        for a, b in zip(network(x), folded(x), strict=True):
+            torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
+
+
+def test_folding_keeps_per_use_statistics_of_a_trained_network():
+    from model.network import EXTD
+    from model.variants import Variant
+
+    torch.manual_seed(0)
+    network = EXTD(Variant("fpn", 48, "leaky")).train()
+    with torch.no_grad():
+        network(torch.randn(2, 3, 96, 96) * 50)  # every use records its own statistics
+    network.eval()
+    folded = fold_batchnorm(network)
+    x = torch.randn(1, 3, 80, 112) * 60
     with torch.no_grad():
         for a, b in zip(network(x), folded(x), strict=True):
             torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
@@ -51,7 +62,7 @@ def test_reduced_precision_keeps_accuracy(release_weights, dev_split):
     """AP within 0.3 points of fp32, and the fp32 faces found again (see the README for bf16)."""
     split = load_split(dev_split).subset(40)
     fp32 = Detector(release_weights[64], backend="torch-fused")
-    fast = Detector(release_weights[64], backend="openvino")
+    fast = Detector(release_weights[64], backend="openvino-bf16")
     reference = predict_split(fp32, split, scale=1.0, progress=False)
     reduced = predict_split(fast, split, scale=1.0, progress=False)
     ap_fp32, ap_fast = evaluate(reference, split).ap, evaluate(reduced, split).ap
@@ -84,11 +95,11 @@ def test_bad_backend_choices(release_weights):
 def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
     checkpoint = read_checkpoint(release_weights[32])
-    first = create_backend("openvino-fp32", checkpoint, torch.device("cpu"))
+    first = create_backend("openvino", checkpoint, torch.device("cpu"))
     cached = tmp_path / "openvino" / f"{checkpoint.sha256}.xml"
     assert cached.is_file()
     stamp = cached.stat().st_mtime_ns
-    second = create_backend("openvino", checkpoint, torch.device("cpu"))
+    second = create_backend("openvino-bf16", checkpoint, torch.device("cpu"))
     assert cached.stat().st_mtime_ns == stamp
     x = torch.randn(1, 3, 64, 96) * 50
     reference = checkpoint.build()(x)

@@ -21,10 +21,20 @@ def test_release_files_import_strictly(release_weights, width):
     assert checkpoint.variant == Variant("fpn", width, "prelu")
     release = torch.load(release_weights[width], map_location="cpu", weights_only=True)
     assert len(checkpoint.state_dict) == len(release)
-    # Every release tensor lands somewhere, unchanged.
-    assert sorted(t.sum().item() for t in checkpoint.state_dict.values()) == sorted(
+    # Every release tensor lands somewhere, unchanged; the stage norms' statistics serve
+    # each of the six uses.
+    imported = [
+        t if t.dim() != 2 or "running" not in k else t[0] for k, t in checkpoint.state_dict.items()
+    ]
+    assert sorted(t.sum().item() for t in imported) == sorted(
         t.sum().item() for t in release.values()
     )
+    stage_means = [
+        t
+        for k, t in checkpoint.state_dict.items()
+        if k.startswith("stage.") and k.endswith("running_mean")
+    ]
+    assert all(t.shape[0] == 6 and torch.equal(t[0], t[5]) for t in stage_means)
     checkpoint.build()
 
 

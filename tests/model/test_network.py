@@ -60,3 +60,26 @@ def test_fpn_and_ssd_heads_differ_only_by_the_top_down_blocks():
     assert set(fpn.state_dict()) - set(ssd.state_dict()) == {
         k for k in fpn.state_dict() if k.startswith("top_down.")
     }
+
+
+def test_each_use_of_the_stage_keeps_its_own_statistics():
+    torch.manual_seed(0)
+    network = EXTD(Variant("fpn", 32, "prelu")).train()
+    with torch.no_grad():
+        network(torch.randn(2, 3, 128, 128) * 50)
+    norm = network.stage[0].expand.bn
+    assert norm.running_mean.shape == (6, norm.num_features)
+    # Every use was normalised by, and recorded, different batch statistics.
+    assert len({tuple(row.tolist()) for row in norm.running_mean}) == 6
+    # The blocks outside the stage run once and keep one set.
+    assert network.entry.depthwise.bn.running_mean.shape == (64,)
+    # In eval mode a use reads its own row: rows swapped, outputs change.
+    network.eval()
+    x = torch.randn(1, 3, 64, 64) * 50
+    with torch.no_grad():
+        before = network(x)[1]
+        for module in network.stage.modules():
+            if hasattr(module, "use"):
+                module.running_mean[[0, 5]] = module.running_mean[[5, 0]]
+        after = network(x)[1]
+    assert not torch.allclose(before, after)

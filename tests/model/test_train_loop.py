@@ -10,6 +10,7 @@ import torch
 
 from model.checkpoint import read_checkpoint
 from model.detector import Detector
+from model.eval import evaluate, load_split, predict_split
 from model.train import TrainConfig, Trainer
 
 
@@ -113,3 +114,32 @@ def test_two_processes_with_gloo_stay_in_sync_and_only_rank_0_writes(dev_split, 
         "state-it2.pt",
         "state-it4.pt",
     ]
+
+
+def dev_ap(weights, split) -> dict[str, float]:
+    detector = Detector(weights, backend="openvino")
+    return evaluate(predict_split(detector, split, progress=False), split).ap
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_release_keeps_its_accuracy(release_weights, dev_split, tmp_path):
+    config = TrainConfig(
+        data_root=str(dev_split),
+        out=str(tmp_path),
+        variant="fpn-64-prelu",
+        init=str(release_weights[64]),
+        limit_images=64,
+        batch_size=4,
+        input_size=320,
+        iterations=30,
+        lr=1e-4,
+        workers=1,
+        checkpoint_every=1000,
+        log_every=10,
+    )
+    final = Trainer(config).train()
+    split = load_split(dev_split).subset(24)
+    before, after = dev_ap(release_weights[64], split), dev_ap(final, split)
+    for setting in before:
+        assert abs(after[setting] - before[setting]) <= 0.01, (before, after)
+    assert read_checkpoint(final).training["config"]["init"] == str(release_weights[64])
