@@ -55,6 +55,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--check-sync", action="store_true", help="verify after every step that all ranks agree"
     )
     parser.add_argument(
+        "--clip-grad-norm", type=float, help="clip the gradient norm (allows larger learning rates)"
+    )
+    parser.add_argument(
         "--freeze-bn",
         action=argparse.BooleanOptionalAction,
         help="keep batch-norm statistics fixed (default: on with --init, off from scratch)",
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         check_sync=args.check_sync,
         publish=args.publish,
         freeze_bn=args.freeze_bn,
+        clip_grad_norm=args.clip_grad_norm,
     )
     trainer = Trainer(config, resume=args.resume)
     final = trainer.train()

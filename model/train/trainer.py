@@ -69,6 +69,7 @@ class TrainConfig:
     check_sync: bool = False
     publish: str | None = None
     freeze_bn: bool | None = None
+    clip_grad_norm: float | None = None
 
     @property
     def frozen_bn(self) -> bool:
@@ -202,6 +203,8 @@ class Trainer:
             group["lr"] = self.learning_rate
         self.optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
+        if self.config.clip_grad_norm:
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
         self.iteration += 1
         return {
