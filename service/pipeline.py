@@ -58,23 +58,25 @@ class Pipeline:
             )
         return model
 
+    def _refuse(self, reason: str, status: int, code: str, detail: str, **extra) -> ProblemError:
+        """Count a refusal by reason and build the problem that answers it."""
+        self.metrics.rejected.labels(reason).inc()
+        return ProblemError(status, code, detail, **extra)
+
     def _decode(self, index: int, data: bytes) -> np.ndarray:
         started = time.perf_counter()
         try:
             pixels = open_image(data, max_pixels=self.settings.max_image_pixels)
         except ImageTooLargeError as error:
-            self.metrics.rejected.labels("image_too_large").inc()
-            raise ProblemError(
-                413,
-                "image_too_large",
-                f"image {index}: {error}",
-                index=index,
-                max_pixels=self.settings.max_image_pixels,
+            limit = {"max_pixels": self.settings.max_image_pixels}
+            detail = f"image {index}: {error}"
+            raise self._refuse(
+                "image_too_large", 413, "image_too_large", detail, index=index, **limit
             ) from error
         except ImageError as error:
-            self.metrics.rejected.labels("bad_image").inc()
-            raise ProblemError(
-                415, "unsupported_image", f"image {index}: {error}", index=index
+            detail = f"image {index}: {error}"
+            raise self._refuse(
+                "bad_image", 415, "unsupported_image", detail, index=index
             ) from error
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
         return pixels
@@ -106,17 +108,14 @@ class Pipeline:
         try:
             futures = self.batcher.submit(model, items, options, ticket)
         except QueueFullError as error:
-            self.metrics.rejected.labels("queue_full").inc()
-            raise ProblemError(
-                429,
-                "queue_full",
-                f"server busy: {error}",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
+            retry = {"Retry-After": str(RETRY_AFTER_S)}
+            raise self._refuse(
+                "queue_full", 429, "queue_full", f"server busy: {error}", headers=retry
             ) from error
         except StoppingError as error:
-            self.metrics.rejected.labels("stopping").inc()
-            raise ProblemError(
-                503, "shutting_down", str(error), headers={"Retry-After": str(RETRY_AFTER_S)}
+            retry = {"Retry-After": str(RETRY_AFTER_S)}
+            raise self._refuse(
+                "stopping", 503, "shutting_down", str(error), headers=retry
             ) from error
         faces = await self._wait(futures, ticket, is_disconnected)
         done = time.perf_counter()
@@ -145,12 +144,8 @@ class Pipeline:
                 if await is_disconnected():
                     raise CancelledError("client went away")
         except DeadlineExceededError as error:
-            self.metrics.rejected.labels("deadline").inc()
-            raise ProblemError(
-                504,
-                "deadline_exceeded",
-                "the request's deadline passed before its faces were found",
-            ) from error
+            detail = "the request's deadline passed before its faces were found"
+            raise self._refuse("deadline", 504, "deadline_exceeded", detail) from error
         except CancelledError as error:
             raise ProblemError(499, "client_closed", "client closed the connection") from error
         finally:

@@ -37,29 +37,29 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 _BINARY = {"type": "string", "format": "binary"}
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"images": {"type": "array", "items": _BINARY}},
-                    "required": ["images"],
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "byte"}}
-                    },
-                    "required": ["images"],
-                }
-            },
-        },
+_BASE64 = {"type": "string", "format": "byte"}
+
+
+def _body(**content: dict) -> dict:
+    """``openapi_extra`` for a request body: media type -> its object's properties."""
+    schemas = {
+        media_type: {
+            "schema": {"type": "object", "properties": fields, "required": [next(iter(fields))]}
+        }
+        for media_type, fields in content.items()
     }
-}
+    return {"requestBody": {"required": True, "content": schemas}}
+
+
+UPLOAD_BODY = _body(
+    **{
+        "multipart/form-data": {"images": {"type": "array", "items": _BINARY}},
+        "application/json": {"images": {"type": "array", "items": _BASE64}},
+    }
+)
+DEEPSTACK_BODY = _body(
+    **{"multipart/form-data": {"image": _BINARY, "min_confidence": {"type": "number"}}}
+)
 
 
 def _pipeline(request: Request) -> Pipeline:
@@ -155,20 +155,7 @@ async def detect_annotated(request: Request, params: Annotated[DetectParams, Que
     responses=ERRORS,
     tags=["compatibility"],
     summary="DeepStack / CodeProject.AI face detection",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"image": _BINARY, "min_confidence": {"type": "number"}},
-                        "required": ["image"],
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=DEEPSTACK_BODY,
 )
 async def deepstack_face(request: Request) -> DeepStackResponse:
     """Form field ``image`` (optional ``min_confidence``), for Frigate, Double Take and co."""

@@ -251,5 +251,6 @@ def test_metrics_are_exported(server, dev_images):
         "process_resident_memory_bytes",
     ):
         assert name in text, name
-    assert 'extd_model_info{backend="torch",device="cpu",name="extd-64"' in text
+    # auto is OpenVINO fp32 on a CPU: the same faces as the torch reference, faster.
+    assert 'extd_model_info{backend="openvino",device="cpu",name="extd-64"' in text
     assert 'route="/v1/detect"' in text
