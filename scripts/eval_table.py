@@ -5,7 +5,8 @@
 
 Modes: ``own-size`` runs each image at its own size (the release's single
 scale), ``bucketed`` the service default (area bound, padded size buckets),
-``paper`` the paper's multi-scale + flip protocol. Prints a Markdown table
+``side-768`` / ``side-512`` shrink the long side to that (cheaper operating
+points), ``paper`` the paper's multi-scale + flip protocol. Prints a Markdown table
 and, with ``--out``, writes the numbers as JSON.
 """
 
@@ -25,6 +26,8 @@ from model.runtime import tune_allocator
 MODES = {
     "own-size": {"scale": 1.0},
     "bucketed": {},
+    "side-768": {"max_side": 768},
+    "side-512": {"max_side": 512},
     "paper": {"protocol": "paper"},
 }
 
