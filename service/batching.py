@@ -85,10 +85,6 @@ class Batcher:
         self._stopping = False
         self._thread = threading.Thread(target=self._work, name="batch-worker", daemon=True)
 
-    @property
-    def depth(self) -> int:
-        return len(self._queue)
-
     def start(self) -> None:
         self._thread.start()
 

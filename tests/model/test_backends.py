@@ -61,7 +61,7 @@ def test_fp32_backends_match_the_release(release_weights, reference, backend):
 def test_reduced_precision_keeps_accuracy(release_weights, dev_split):
     """AP within 0.3 points of fp32, and the fp32 faces found again (see the README for bf16)."""
     split = load_split(dev_split).subset(40)
-    fp32 = Detector(release_weights[64], backend="torch-fused")
+    fp32 = Detector(release_weights[64], backend="openvino")
     fast = Detector(release_weights[64], backend="openvino-bf16")
     reference = predict_split(fp32, split, scale=1.0, progress=False)
     reduced = predict_split(fast, split, scale=1.0, progress=False)
