@@ -8,6 +8,7 @@ checkpoint's content hash; compiled models go to OpenVINO's own cache.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -36,9 +37,21 @@ def _import_openvino():
     return openvino
 
 
+@functools.cache
+def _core():
+    """The process's one OpenVINO core, never released.
+
+    OpenVINO's CPU plugin gives the thread that creates it an alternate
+    signal stack and unmaps it when the plugin goes away. With a core per
+    model, released out of order, the thread kept a stack that no longer
+    existed and the next signal it handled (a DataLoader worker's SIGCHLD)
+    crashed the process.
+    """
+    return _import_openvino().Core()
+
+
 def supports_bf16() -> bool:
-    openvino = _import_openvino()
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _ir_path(checkpoint: Checkpoint) -> Path:
@@ -68,16 +81,15 @@ class OpenVinoBackend:
     ) -> None:
         if device.type != "cpu":
             raise ValueError(f"the openvino backend runs on the CPU, not {device}")
-        openvino = _import_openvino()
         if precision == "bf16" and not supports_bf16():
             log.info("this CPU has no bf16 instructions: OpenVINO runs fp32")
             precision = "f32"
         self.name = "openvino-bf16" if precision == "bf16" else "openvino"
         self.precision = precision
         self.device = device
-        core = openvino.Core()
-        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino-compiled")})
+        core = _core()
         config = {
+            "CACHE_DIR": str(cache_dir() / "openvino-compiled"),
             "INFERENCE_PRECISION_HINT": precision,
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",

@@ -1,5 +1,8 @@
 """Every backend against the fp32 eager reference."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +109,37 @@ def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_p
     for backend, tolerance in ((first, 1e-3), (second, 0.3)):
         for a, b in zip(backend(x), reference, strict=True):
             torch.testing.assert_close(a, b.detach(), atol=tolerance, rtol=0.05)
+
+
+OUT_OF_ORDER_RELEASE = """
+import gc, os, signal, sys
+import torch
+from model.backends import create_backend
+from model.checkpoint import read_checkpoint
+
+checkpoint = read_checkpoint(sys.argv[1])
+first = create_backend("openvino", checkpoint, torch.device("cpu"))
+second = create_backend("openvino-bf16", checkpoint, torch.device("cpu"))
+del first
+gc.collect()
+del second
+gc.collect()
+handled = []
+signal.signal(signal.SIGCHLD, lambda *_: handled.append(True))
+if os.fork() == 0:
+    os._exit(0)
+os.wait()
+print("handled" if handled else "no signal")
+"""
+
+
+def test_releasing_openvino_models_out_of_order_keeps_signals_safe(release_weights):
+    """OpenVINO's CPU plugin swaps the thread's signal stack; one core keeps it valid."""
+    run = subprocess.run(
+        [sys.executable, "-c", OUT_OF_ORDER_RELEASE, str(release_weights[32])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["handled"]

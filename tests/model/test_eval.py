@@ -242,7 +242,12 @@ def test_eval_cli_scores_a_prediction_folder(dev_split, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_extd64_single_scale_on_40_dev_images(release_weights, dev_split):
-    """The CI-sized accuracy check; bucketed padding must not cost accuracy."""
+    """The CI-sized accuracy check; bucketed padding must not cost accuracy.
+
+    Padding to multiples of 128 gives the FPN exact 2x grids (as in training),
+    which scores about a point higher than each image's own size; the check is
+    therefore one-sided: no setting may lose more than 0.3 points.
+    """
     from model.detector import Detector
     from model.eval.runner import predict_split
 
@@ -253,4 +258,5 @@ def test_extd64_single_scale_on_40_dev_images(release_weights, dev_split):
     exact = evaluate(predict_split(detector, split, scale=1.0, progress=False), split).ap
     assert exact == pytest.approx({"easy": 0.9126, "medium": 0.9296, "hard": 0.8874}, abs=2e-3)
     bucketed = evaluate(predict_split(detector, split, progress=False), split).ap
-    assert bucketed == pytest.approx(exact, abs=3e-3)
+    for setting, ap in exact.items():
+        assert bucketed[setting] >= ap - 3e-3, (exact, bucketed)
