@@ -154,6 +154,13 @@ class Pipeline:
                     "deadline" if time.monotonic() >= ticket.deadline else "disconnected"
                 )
                 gathered.cancel()
+                gathered.add_done_callback(_retrieve)
 
     def close(self) -> None:
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark an abandoned result as seen, so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()

@@ -124,7 +124,8 @@ def test_expired_and_abandoned_work_never_reaches_the_model(small_queue_server, 
 
     async def scenario() -> tuple[int, int]:
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:
-            busy = asyncio.create_task(http.post("/v1/detect", **form(slow)))
+            # Three times the size keeps the worker busy for seconds on any backend.
+            busy = asyncio.create_task(http.post("/v1/detect", params={"scale": 3}, **form(slow)))
             await asyncio.sleep(0.3)
             late = await http.post("/v1/detect", params={"timeout_ms": 200}, **form(slow))
             abandon_request(url, slow)
