@@ -45,9 +45,7 @@ async def closed_loop(
             nonlocal errors
             while time.perf_counter() < stop_at:
                 start = time.perf_counter()
-                response = await http.post(
-                    "/v1/detect", params=params, files={"images": ("a.jpg", payload)}
-                )
+                response = await http.post("/v1/detect", params=params, files=files)
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - start)
                 else:
