@@ -30,7 +30,9 @@ def measure(weights: str, backend: str, *, threads: int, size: str, batch: int, 
     command += [str(part) for pair in options.items() for part in pair]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} failed with exit code {done.returncode}:\n{done.stderr[-2000:]}"
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -48,9 +50,26 @@ def main() -> None:
     parser.add_argument(
         "--batch-backends", nargs="+", default=["torch", "openvino", "openvino-bf16"]
     )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=["latency", "throughput"],
+        default=["latency", "throughput"],
+    )
     parser.add_argument("--out", help="write every measurement as JSON here")
     args = parser.parse_args()
 
+    rows = []
+    if "latency" in args.sections:
+        rows += latency_table(args)
+    if "throughput" in args.sections:
+        rows += throughput_table(args)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+def latency_table(args: argparse.Namespace) -> list[dict]:
     rows = []
     print("## Latency, one image (ms), ratio against eager (plain) of the same row")
     print("| width | size | threads | " + " | ".join(args.backends) + " |")
@@ -68,7 +87,12 @@ def main() -> None:
                     base = base or r["ms_per_image"]
                     cells.append(f"{r['ms_per_image']:.0f} ({base / r['ms_per_image']:.1f}x)")
                 print(f"| {width} | {size} | {threads} | " + " | ".join(cells) + " |", flush=True)
+    return rows
 
+
+def throughput_table(args: argparse.Namespace) -> list[dict]:
+    """Images/s by batch size; a batch that does not fit in memory is reported, not fatal."""
+    rows = []
     print("\n## Throughput by batch size (images/s), EXTD-64, 640x480, all threads; peak RSS (MB)")
     print("| backend | " + " | ".join(f"batch {b}" for b in args.batches) + " | peak RSS |")
     print("| --- | " + " | ".join("---" for _ in args.batches) + " | --- |", flush=True)
@@ -77,14 +101,17 @@ def main() -> None:
     for backend in args.batch_backends:
         cells, peak = [], 0.0
         for batch in args.batches:
-            r = measure(weights, backend, threads=threads, size="640x480", batch=batch, runs=2)
+            try:
+                r = measure(weights, backend, threads=threads, size="640x480", batch=batch, runs=2)
+            except RuntimeError as error:
+                print(error, file=sys.stderr)
+                cells.append("failed")
+                continue
             rows.append({"kind": "throughput", "label": backend, **r})
             cells.append(f"{r['images_per_s']:.2f}")
             peak = max(peak, r["peak_rss_mb"])
         print(f"| {backend} | " + " | ".join(cells) + f" | {peak:.0f} |", flush=True)
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    return rows
 
 
 if __name__ == "__main__":

@@ -111,6 +111,16 @@ def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_p
             torch.testing.assert_close(a, b.detach(), atol=tolerance, rtol=0.05)
 
 
+def test_openvino_batches_split_across_streams_match_single_images(release_weights):
+    backend = create_backend("openvino", read_checkpoint(release_weights[64]), torch.device("cpu"))
+    batch = torch.randn(5, 3, 96, 128) * 50
+    together = backend(batch)
+    singles = [backend(image[None]) for image in batch]
+    alone = [torch.cat(parts) for parts in zip(*singles, strict=True)]
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 OUT_OF_ORDER_RELEASE = """
 import gc, os, signal, sys
 import torch
