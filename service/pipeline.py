@@ -27,7 +27,7 @@ from service.problems import ProblemError
 from service.registry import LoadedModel, ModelRegistry
 
 DISCONNECT_POLL_S = 0.05
-RETRY_AFTER_S = 1
+RETRY = {"Retry-After": "1"}  # seconds a refused client should wait before trying again
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,13 @@ class Pipeline:
         try:
             pixels = open_image(data, max_pixels=self.settings.max_image_pixels)
         except ImageTooLargeError as error:
-            limit = {"max_pixels": self.settings.max_image_pixels}
-            detail = f"image {index}: {error}"
             raise self._refuse(
-                "image_too_large", 413, "image_too_large", detail, index=index, **limit
+                "image_too_large",
+                413,
+                "image_too_large",
+                f"image {index}: {error}",
+                index=index,
+                max_pixels=self.settings.max_image_pixels,
             ) from error
         except ImageError as error:
             detail = f"image {index}: {error}"
@@ -108,14 +111,11 @@ class Pipeline:
         try:
             futures = self.batcher.submit(model, items, options, ticket)
         except QueueFullError as error:
-            retry = {"Retry-After": str(RETRY_AFTER_S)}
-            raise self._refuse(
-                "queue_full", 429, "queue_full", f"server busy: {error}", headers=retry
-            ) from error
+            detail = f"server busy: {error}"
+            raise self._refuse("queue_full", 429, "queue_full", detail, headers=RETRY) from error
         except StoppingError as error:
-            retry = {"Retry-After": str(RETRY_AFTER_S)}
             raise self._refuse(
-                "stopping", 503, "shutting_down", str(error), headers=retry
+                "stopping", 503, "shutting_down", str(error), headers=RETRY
             ) from error
         faces = await self._wait(futures, ticket, is_disconnected)
         done = time.perf_counter()

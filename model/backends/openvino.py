@@ -118,18 +118,17 @@ class OpenVinoBackend:
                 parts = np.array_split(pixels, len(self._streams))
                 for request, part in zip(self._streams, parts, strict=True):
                     request.start_async([part])
-                outputs = [self._outputs(request, wait=True) for request in self._streams]
+                for request in self._streams:
+                    request.wait()
+                outputs = [_outputs(request) for request in self._streams]
                 offsets, logits = (torch.cat(parts) for parts in zip(*outputs, strict=True))
             else:
                 self._request.infer([pixels])
-                offsets, logits = self._outputs(self._request)
+                offsets, logits = _outputs(self._request)
         return offsets, logits
 
-    @staticmethod
-    def _outputs(request, *, wait: bool = False) -> tuple[Tensor, Tensor]:
-        if wait:
-            request.wait()
-        offsets, logits = (
-            torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(2)
-        )
-        return offsets, logits
+
+def _outputs(request) -> tuple[Tensor, Tensor]:
+    """A finished request's (offsets, logits), copied out of its reusable buffers."""
+    offsets, logits = (torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(2))
+    return offsets, logits
