@@ -110,21 +110,25 @@ class OpenVinoBackend:
         self._lock = threading.Lock()
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        """A batch with an image per stream runs split across the streams, which on
-        CPUs beats one batched call on all threads; smaller batches run as one call."""
+        """Whole rounds of an image per stream run split across the streams, which
+        on CPUs beats one call on all threads; what is left runs as one such call
+        (a stream given one image more than the others would hold the round up)."""
         pixels = batch.contiguous().numpy()
+        streams = len(self._streams)
+        shared = len(pixels) - len(pixels) % streams if streams > 1 else 0
+        outputs = []
         with self._lock:
-            if len(self._streams) > 1 and len(pixels) >= len(self._streams):
-                parts = np.array_split(pixels, len(self._streams))
+            if shared:
+                parts = np.array_split(pixels[:shared], streams)
                 for request, part in zip(self._streams, parts, strict=True):
                     request.start_async([part])
                 for request in self._streams:
                     request.wait()
-                outputs = [_outputs(request) for request in self._streams]
-                offsets, logits = (torch.cat(parts) for parts in zip(*outputs, strict=True))
-            else:
-                self._request.infer([pixels])
-                offsets, logits = _outputs(self._request)
+                outputs += [_outputs(request) for request in self._streams]
+            if shared < len(pixels):
+                self._request.infer([pixels[shared:]])
+                outputs.append(_outputs(self._request))
+        offsets, logits = (torch.cat(parts) for parts in zip(*outputs, strict=True))
         return offsets, logits
 
 
