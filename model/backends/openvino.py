@@ -106,7 +106,8 @@ class OpenVinoBackend:
                 model, "CPU", config | {"PERFORMANCE_HINT": "THROUGHPUT"}
             )
             count = int(throughput.get_property("NUM_STREAMS"))
-            self._streams = [throughput.create_infer_request() for _ in range(count)]
+            if count > 1:
+                self._streams = [throughput.create_infer_request() for _ in range(count)]
         self._lock = threading.Lock()
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,11 +116,11 @@ class OpenVinoBackend:
         (a stream given one image more than the others would hold the round up)."""
         pixels = batch.contiguous().numpy()
         streams = len(self._streams)
-        shared = len(pixels) - len(pixels) % streams if streams > 1 else 0
+        shared = len(pixels) // streams * streams if streams else 0
         outputs = []
         with self._lock:
             if shared:
-                parts = np.array_split(pixels[:shared], streams)
+                parts = np.split(pixels[:shared], streams)
                 for request, part in zip(self._streams, parts, strict=True):
                     request.start_async([part])
                 for request in self._streams:
