@@ -3,8 +3,8 @@
     python bench/service_load.py --clients 8 --duration 30 --model extd-64
 
 Starts ``python -m service`` once per configuration (same weights, same
-image), lets N clients each send one request at a time for the duration,
-and prints images/s and latency percentiles side by side.
+image), lets N clients each send one request at a time, and prints images/s
+and latency percentiles side by side, measured after a warm-up.
 """
 
 from __future__ import annotations
@@ -30,8 +30,17 @@ CONFIGS = {
 
 
 async def closed_loop(
-    url: str, payload: bytes, params: dict, clients: int, duration_s: float, per_request: int
+    url: str,
+    payload: bytes,
+    params: dict,
+    *,
+    clients: int,
+    warmup_s: float,
+    duration_s: float,
+    per_request: int,
 ) -> dict:
+    """Clients run from the start; only requests sent after ``warmup_s`` count, so the
+    numbers are the steady state (the first batches of each new shape are slow)."""
     latencies: list[float] = []
     errors = 0
     async with httpx.AsyncClient(
@@ -39,25 +48,31 @@ async def closed_loop(
     ) as http:
         files = [("images", (f"{i}.jpg", payload, "image/jpeg")) for i in range(per_request)]
         await http.post("/v1/detect", params=params, files=files)
-        stop_at = time.perf_counter() + duration_s
+        measure_from = time.perf_counter() + warmup_s
+        stop_at = measure_from + duration_s
 
         async def client() -> None:
             nonlocal errors
             while time.perf_counter() < stop_at:
                 start = time.perf_counter()
                 response = await http.post("/v1/detect", params=params, files=files)
+                if start < measure_from:
+                    continue
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - start)
                 else:
                     errors += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-        metrics = (await http.get("/metrics")).text
+        async def metrics_at_start() -> dict[str, float]:
+            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+            return await metric_totals(url)
+
+        *_, before = await asyncio.gather(*(client() for _ in range(clients)), metrics_at_start())
+        elapsed = time.perf_counter() - measure_from
+        after = await metric_totals(url)
     ms = np.array(latencies) * 1000
     return {
-        "server": server_means(metrics),
+        "server": server_means({name: after[name] - before.get(name, 0.0) for name in after}),
         "images_per_s": len(latencies) * per_request / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
@@ -67,13 +82,21 @@ async def closed_loop(
     }
 
 
-def server_means(metrics: str) -> dict[str, float]:
-    """Mean batch size and per-stage times (ms) from the server's own histograms."""
+async def metric_totals(url: str) -> dict[str, float]:
+    """The server's histogram sums and counts, over all labels (on a connection of its
+    own: the clients keep theirs busy)."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        metrics = (await http.get("/metrics")).text
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics):
         for sample in family.samples:
             if sample.name.endswith(("_sum", "_count")) and sample.name.startswith("extd_"):
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def server_means(totals: dict[str, float]) -> dict[str, float]:
+    """Mean batch size and per-stage times (ms) from histogram sums and counts."""
 
     def mean(name: str, scale: float = 1000.0) -> float:
         count = totals.get(f"{name}_count", 0.0)
@@ -103,7 +126,8 @@ def main() -> None:
         "--mirror", default="../shared/weights", help="where the weights are pulled from"
     )
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--duration", type=float, default=30, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds of load before measuring")
     parser.add_argument(
         "--max-side", type=int, help="request parameter (default: the service default)"
     )
@@ -143,17 +167,18 @@ def main() -> None:
                     server.url,
                     payload,
                     params,
-                    args.clients,
-                    args.duration,
-                    args.images_per_request,
+                    clients=args.clients,
+                    warmup_s=args.warmup,
+                    duration_s=args.duration,
+                    per_request=args.images_per_request,
                 )
                 results[name] = asyncio.run(load)
             finally:
                 server.stop()
     print(
         f"{args.clients} clients x {args.images_per_request} images per request, "
-        f"{args.duration:.0f} s, {args.model}, {args.backend} on {args.device}, "
-        f"image {args.image.name}"
+        f"{args.duration:.0f} s after {args.warmup:.0f} s of warm-up, "
+        f"{args.model}, {args.backend} on {args.device}, image {args.image.name}"
     )
     print(
         f"{'config':12s} {'img/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'errors':>7s}"
