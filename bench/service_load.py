@@ -47,7 +47,6 @@ async def closed_loop(
         base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
     ) as http:
         files = [("images", (f"{i}.jpg", payload, "image/jpeg")) for i in range(per_request)]
-        await http.post("/v1/detect", params=params, files=files)
         measure_from = time.perf_counter() + warmup_s
         stop_at = measure_from + duration_s
 
