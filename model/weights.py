@@ -130,7 +130,11 @@ def pull(
             release_file.write_bytes(data)
             checkpoint = read_release_checkpoint(release_file, entry.variant)
         checkpoint.source = entry.url
-        checkpoint.training = {"origin": "EXTD_Pytorch release", "source_sha256": digest}
+        checkpoint.training = {
+            "origin": "EXTD_Pytorch release",
+            "source_sha256": digest,
+            "license": entry.license,
+        }
         paths.append(save_checkpoint(checkpoint, target))
         log.info("wrote %s", target)
     return paths

@@ -46,6 +46,7 @@ def test_pull_downloads_verifies_and_converts(http_mirror, weights_mirror, tmp_p
     checkpoint = read_checkpoint(paths[1])
     assert checkpoint.variant.name == "fpn-64-prelu"
     assert checkpoint.training["source_sha256"] == known_checkpoints()["extd-64"].sha256
+    assert "NAVER" in checkpoint.training["license"]
     assert checkpoint.sha256 == read_checkpoint(weights_mirror / "EXTD_64.pth").sha256
 
 
