@@ -10,18 +10,12 @@ from helpers import assert_same_faces
 
 from model.backends import create_backend, resolve_backend
 from model.backends.fused import fold_batchnorm
-from model.boxes import box_iou
 from model.checkpoint import read_checkpoint
 from model.detector import Detector
-from model.eval import evaluate, load_split, predict_split
+from model.eval import evaluate, faces_found, load_split, predict_split
 from model.images import open_image
 
 FP32 = ["torch-fused", "openvino"]
-
-
-def corners(wider: np.ndarray) -> torch.Tensor:
-    """``x y w h score`` rows -> ``x1 y1 x2 y2`` boxes."""
-    return torch.from_numpy(np.c_[wider[:, :2], wider[:, :2] + wider[:, 2:4]])
 
 
 def test_folding_batch_norm_keeps_the_outputs(release_weights):
@@ -71,14 +65,8 @@ def test_reduced_precision_keeps_accuracy(release_weights, dev_split):
     ap_fp32, ap_fast = evaluate(reference, split).ap, evaluate(reduced, split).ap
     for setting in ap_fp32:
         assert abs(ap_fp32[setting] - ap_fast[setting]) <= 0.003, (setting, ap_fp32, ap_fast)
-    found = total = 0
-    for key, faces in reference.items():
-        strong = faces[faces[:, 4] >= 0.5]
-        if len(strong) and len(reduced[key]):
-            best = box_iou(corners(strong), corners(reduced[key])).max(dim=1).values
-            found += int((best >= 0.9).sum())
-        total += len(strong)
-    assert found >= 0.97 * total, f"{found} of {total} fp32 faces found at IoU >= 0.9"
+    found = faces_found(reference, reduced)
+    assert found.fraction >= 0.99, f"{found.found} of {found.total} fp32 faces found at IoU >= 0.9"
 
 
 def test_auto_picks_a_fast_backend():

@@ -1,0 +1,67 @@
+"""A fast backend against the fp32 reference on a WIDER split, as in the README.
+
+    python scripts/compare_backends.py --split ../shared/data/wider_val_dev --limit 200 \
+        --weights extd-32 extd-64 --backend openvino-bf16 --reference openvino
+
+For each checkpoint: AP (easy / medium / hard) of both, and how many of the
+reference's faces scoring >= 0.5 the backend finds again at IoU >= 0.9 (the
+reduced-precision criterion), with the best IoU of each one it misses.
+Images run at their own size (``--bucketed``: the service default).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.detector import Detector
+from model.eval import SETTINGS, WiderSplit, evaluate, faces_found, load_split, predict_split
+from model.runtime import tune_allocator
+
+
+def ap_cells(predictions: dict[str, np.ndarray], split: WiderSplit) -> str:
+    ap = evaluate(predictions, split).ap
+    return " | ".join(f"{ap[setting]:.4f}" for setting in SETTINGS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--split", type=Path, required=True)
+    parser.add_argument("--weights", nargs="+", default=["extd-32", "extd-48", "extd-64"])
+    parser.add_argument("--backend", default="openvino-bf16")
+    parser.add_argument("--reference", default="torch", help="an fp32 backend")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--bucketed", action="store_true")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args()
+
+    tune_allocator()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    split = load_split(args.split).subset(args.limit)
+    scale = None if args.bucketed else 1.0
+    print("| checkpoint | backend | easy | medium | hard | faces found | missed at IoU |")
+    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    for weights in args.weights:
+        reference, candidate = (
+            predict_split(Detector(weights, backend=b), split, scale=scale, progress=False)
+            for b in (args.reference, args.backend)
+        )
+        print(f"| {weights} | {args.reference} | {ap_cells(reference, split)} | reference | |")
+        found = faces_found(reference, candidate)
+        missed = ", ".join(f"{iou:.2f}" for iou in found.missed_iou)
+        print(
+            f"| {weights} | {args.backend} | {ap_cells(candidate, split)} "
+            f"| {found.found} of {found.total} ({found.fraction:.2%}) | {missed} |",
+            flush=True,
+        )
+    print(f"{len(split.images)} images, {'bucketed' if args.bucketed else 'own size'}")
+
+
+if __name__ == "__main__":
+    main()
