@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=["own-size", "paper"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="torch")
+    parser.add_argument("--bucket-step", type=int, default=128, help="for the bucketed modes")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", type=Path)
@@ -54,7 +55,9 @@ def main() -> None:
     print("| checkpoint | mode | easy | medium | hard | images | s/image |")
     print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for weights in args.weights:
-        detector = Detector(weights, device=args.device, backend=args.backend)
+        detector = Detector(
+            weights, device=args.device, backend=args.backend, bucket_step=args.bucket_step
+        )
         for mode in args.modes:
             start = time.perf_counter()
             predictions = predict_split(detector, split, progress=False, **MODES[mode])
