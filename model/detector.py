@@ -32,6 +32,7 @@ from model.variants import Variant
 from model.weights import load_checkpoint
 
 MEAN_RGB = (123.0, 117.0, 104.0)
+DEFAULT_BUCKET_STEP = 128
 
 Protocol = Literal["single", "paper"]
 
@@ -97,7 +98,7 @@ class Detector:
         *,
         device: str | torch.device = "cpu",
         backend: str = "torch",
-        bucket_step: int = 128,
+        bucket_step: int = DEFAULT_BUCKET_STEP,
         batch_size: int = 16,
     ) -> None:
         self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)

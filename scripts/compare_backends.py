@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from model.detector import Detector
 from model.eval import SETTINGS, WiderSplit, evaluate, faces_found, load_split, predict_split
@@ -37,12 +36,9 @@ def main() -> None:
     parser.add_argument("--reference", default="torch", help="an fp32 backend")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--bucketed", action="store_true")
-    parser.add_argument("--threads", type=int)
     args = parser.parse_args()
 
     tune_allocator()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     split = load_split(args.split).subset(args.limit)
     scale = None if args.bucketed else 1.0
     print("| checkpoint | backend | easy | medium | hard | faces found | missed at IoU |")

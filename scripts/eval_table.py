@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from model.detector import Detector
+from model.detector import DEFAULT_BUCKET_STEP, Detector
 from model.eval import evaluate, load_split, predict_split
 from model.runtime import tune_allocator
 
@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=["own-size", "paper"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--bucket-step", type=int, default=128, help="for the bucketed modes")
+    parser.add_argument(
+        "--bucket-step", type=int, default=DEFAULT_BUCKET_STEP, help="for the bucketed modes"
+    )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", type=Path)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from model.boxes import box_iou
+from model.eval.predictions import wider_to_corners
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,6 @@ class FacesFound:
     @property
     def fraction(self) -> float:
         return self.found / self.total if self.total else 1.0
-
-
-def _corners(wider: np.ndarray) -> torch.Tensor:
-    """``x y w h score`` rows -> ``x1 y1 x2 y2`` boxes."""
-    return torch.from_numpy(np.c_[wider[:, :2], wider[:, :2] + wider[:, 2:4]])
 
 
 def faces_found(
@@ -52,7 +48,12 @@ def faces_found(
         if not len(others):
             missed += [0.0] * len(strong)
             continue
-        best = box_iou(_corners(strong), _corners(others)).max(dim=1).values
+        iou = box_iou(
+            torch.from_numpy(wider_to_corners(strong)),
+            torch.from_numpy(wider_to_corners(others)),
+            plus_one=True,
+        )
+        best = iou.max(dim=1).values
         found += int((best >= min_iou).sum())
         missed += best[best < min_iou].tolist()
     return FacesFound(found, total, tuple(sorted(missed)))

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from model.eval.ap import evaluate
-from model.eval.predictions import read_predictions, write_predictions
+from model.eval.predictions import (
+    corners_to_wider,
+    read_predictions,
+    wider_to_corners,
+    write_predictions,
+)
 from model.eval.split import WiderSplit, load_split, parse_ground_truth
 
 
@@ -121,6 +126,13 @@ def test_prediction_folder_round_trip(tmp_path):
     (tmp_path / "0--Parade" / "bad.txt").write_text("bad\n1\nnot numbers\n")
     with pytest.raises(ValueError, match=r"bad\.txt"):
         read_predictions(tmp_path)
+
+
+def test_corner_and_wider_boxes_convert_both_ways():
+    faces = np.array([[10.0, 20.0, 29.0, 59.0, 0.8]])
+    wider = corners_to_wider(faces)
+    np.testing.assert_array_equal(wider, [[10, 20, 20, 40, 0.8]])  # +1 pixel widths
+    np.testing.assert_array_equal(wider_to_corners(wider), faces[:, :4])
 
 
 def test_dev_split_loads_with_official_totals(dev_split):
