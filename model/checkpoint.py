@@ -216,7 +216,10 @@ def read_release_checkpoint(path: str | Path, variant: Variant | None = None) ->
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad pickle
-        raise CheckpointError(f"{path}: not a readable torch state_dict ({error})") from error
+        raise CheckpointError(
+            f"{path}: not a readable torch state_dict of tensors "
+            f"(loaded with weights_only=True; {type(error).__name__})"
+        ) from error
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state_dict of tensors")
     return import_release(state, variant or infer_release_variant(state), source=path.name)

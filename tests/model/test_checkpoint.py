@@ -1,3 +1,4 @@
+import datetime
 import json
 
 import pytest
@@ -99,6 +100,14 @@ def test_pickle_that_is_not_a_state_dict_is_refused(tmp_path):
     path.write_text("garbage")
     with pytest.raises(CheckpointError, match="not a readable"):
         read_checkpoint(path)
+
+
+def test_pickle_with_arbitrary_objects_is_refused_without_unsafe_advice(tmp_path):
+    path = tmp_path / "objects.pth"
+    torch.save({"when": datetime.datetime(2019, 6, 15)}, path)
+    with pytest.raises(CheckpointError, match="weights_only=True") as refused:
+        read_checkpoint(path)
+    assert "weights_only=False" not in str(refused.value)
 
 
 def test_metadata_is_plain_json(release_weights, tmp_path):
