@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.detector import DEFAULT_BUCKET_STEP
+
 
 class Settings(BaseSettings):
     """Service configuration; each field is also the env var ``EXTD_<NAME>``."""
@@ -43,7 +45,9 @@ class Settings(BaseSettings):
     backend: str = Field(
         "auto", description="inference backend: auto = openvino (fp32) on CPUs, torch-bf16 on GPUs"
     )
-    bucket_step: int = Field(128, ge=32, description="padded input sizes are multiples of this")
+    bucket_step: int = Field(
+        DEFAULT_BUCKET_STEP, ge=32, description="padded input sizes are multiples of this"
+    )
 
     max_batch_size: int = Field(16, ge=1, description="images per forward pass at most")
     max_batch_delay_ms: float = Field(

@@ -57,6 +57,9 @@ def normalise_scores(predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray
 
 
 def _corners(xywh: np.ndarray) -> torch.Tensor:
+    """``x2 = x + w`` as the official tool computes it: with its +1 IoU convention the box
+    is one pixel wider than ``w``. Kept for agreement with the official AP; the exact
+    inverse of the prediction files' boxes is ``predictions.wider_to_corners``."""
     boxes = torch.from_numpy(np.asarray(xywh[:, :4], dtype=np.float64)).clone()
     boxes[:, 2:] += boxes[:, :2]
     return boxes
