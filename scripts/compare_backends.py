@@ -19,6 +19,7 @@ import numpy as np
 from model.detector import Detector
 from model.eval import SETTINGS, WiderSplit, evaluate, faces_found, load_split, predict_split
 from model.runtime import tune_allocator
+from model.weights import load_checkpoint
 
 
 def ap_cells(predictions: dict[str, np.ndarray], split: WiderSplit) -> str:
@@ -44,8 +45,9 @@ def main() -> None:
     print("| checkpoint | backend | easy | medium | hard | faces found | missed at IoU |")
     print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for weights in args.weights:
+        checkpoint = load_checkpoint(weights)  # read once, shared by both backends
         reference, candidate = (
-            predict_split(Detector(weights, backend=b), split, scale=scale, progress=False)
+            predict_split(Detector(checkpoint, backend=b), split, scale=scale, progress=False)
             for b in (args.reference, args.backend)
         )
         print(f"| {weights} | {args.reference} | {ap_cells(reference, split)} | reference | |")
