@@ -129,7 +129,7 @@ class OpenVinoBackend:
             if shared < len(pixels):
                 self._request.infer([pixels[shared:]])
                 outputs.append(_outputs(self._request))
-        offsets, logits = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+        offsets, logits = (torch.cat(pieces) for pieces in zip(*outputs, strict=True))
         return offsets, logits
 
 
