@@ -15,11 +15,9 @@ The exact-2x network is an experiment, never what the Detector serves.
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,6 +25,7 @@ from model.detector import Detector
 from model.eval import evaluate, load_split, predict_split
 from model.network import TopDownBlock
 from model.runtime import tune_allocator
+from model.weights import load_checkpoint
 
 
 def exact_upsampling_forward(self: TopDownBlock, coarse: Tensor, skip: Tensor) -> Tensor:
@@ -38,9 +37,9 @@ def exact_upsampling_forward(self: TopDownBlock, coarse: Tensor, skip: Tensor) -
 
 
 RUNS = {
-    "own size, release network": ({"scale": 1.0}, False),
-    "own size, exact 2x upsampling": ({"scale": 1.0}, True),
-    "bucketed (service default)": ({}, False),
+    "own size, release network": ({"scale": 1.0}, TopDownBlock.forward),
+    "own size, exact 2x upsampling": ({"scale": 1.0}, exact_upsampling_forward),
+    "bucketed (service default)": ({}, TopDownBlock.forward),
 }
 
 
@@ -51,23 +50,16 @@ def main() -> None:
     parser.add_argument("--split", type=Path, required=True)
     parser.add_argument("--weights", default="extd-64")
     parser.add_argument("--limit", type=int)
-    parser.add_argument("--threads", type=int)
     args = parser.parse_args()
 
     tune_allocator()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     split = load_split(args.split).subset(args.limit)
+    checkpoint = load_checkpoint(args.weights)  # read once, shared by the three runs
     print(f"| {args.weights} | easy | medium | hard | images |")
     print("| --- | --- | --- | --- | --- |", flush=True)
-    for name, (options, exact) in RUNS.items():
-        patch = (
-            mock.patch.object(TopDownBlock, "forward", exact_upsampling_forward)
-            if exact
-            else nullcontext()
-        )
-        with patch:
-            detector = Detector(args.weights, backend="torch")
+    for name, (options, forward) in RUNS.items():
+        with mock.patch.object(TopDownBlock, "forward", forward):
+            detector = Detector(checkpoint, backend="torch")
             result = evaluate(predict_split(detector, split, progress=False, **options), split)
         ap = result.ap
         print(
