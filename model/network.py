@@ -134,8 +134,13 @@ class TopDownBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, coarse: Tensor, skip: Tensor) -> Tensor:
-        up = F.interpolate(coarse, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        up = self.upsample(coarse, skip)
         return self.act(self.bn(self.pointwise(self.depthwise(up)))) + skip
+
+    @staticmethod
+    def upsample(coarse: Tensor, skip: Tensor) -> Tensor:
+        """Bilinear to ``skip``'s exact size, as the release does (not always a 2x grid)."""
+        return F.interpolate(coarse, size=skip.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class EXTD(nn.Module):
