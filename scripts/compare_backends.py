@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from model.detector import Detector
-from model.eval import SETTINGS, WiderSplit, evaluate, faces_found, load_split, predict_split
+from model.eval import WiderSplit, evaluate, faces_found, load_split, predict_split
 from model.runtime import tune_allocator
 from model.weights import load_checkpoint
 
 
 def ap_cells(predictions: dict[str, np.ndarray], split: WiderSplit) -> str:
-    ap = evaluate(predictions, split).ap
-    return " | ".join(f"{ap[setting]:.4f}" for setting in SETTINGS)
+    return evaluate(predictions, split).table_cells()
 
 
 def main() -> None:

@@ -68,12 +68,8 @@ def main() -> None:
             rows.append(
                 {"weights": weights, "mode": mode, **result.summary(), "s_per_image": seconds}
             )
-            ap = result.ap
-            print(
-                f"| {weights} | {mode} | {ap['easy']:.4f} | {ap['medium']:.4f} | {ap['hard']:.4f} "
-                f"| {result.images} | {seconds:.2f} |",
-                flush=True,
-            )
+            cells = f"{result.table_cells()} | {result.images} | {seconds:.2f}"
+            print(f"| {weights} | {mode} | {cells} |", flush=True)
     if args.out:
         args.out.write_text(
             json.dumps({"split": str(args.split), "device": args.device, "rows": rows}, indent=2)

@@ -60,12 +60,7 @@ def main() -> None:
         with mock.patch.object(TopDownBlock, "upsample", staticmethod(upsample)):
             detector = Detector(checkpoint, backend="torch")
             result = evaluate(predict_split(detector, split, progress=False, **options), split)
-        ap = result.ap
-        print(
-            f"| {name} | {ap['easy']:.4f} | {ap['medium']:.4f} | {ap['hard']:.4f} "
-            f"| {result.images} |",
-            flush=True,
-        )
+        print(f"| {name} | {result.table_cells()} | {result.images} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ class EvalResult:
     def summary(self) -> dict[str, float | int]:
         return {**{s: round(self.ap[s], 4) for s in SETTINGS}, "images": self.images}
 
+    def table_cells(self) -> str:
+        """Easy, medium and hard AP as Markdown table cells, as the scripts' tables print them."""
+        return " | ".join(f"{self.ap[s]:.4f}" for s in SETTINGS)
+
 
 def normalise_scores(predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Min-max normalise the score column over every prediction of every image."""
