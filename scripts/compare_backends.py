@@ -14,16 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from model.detector import Detector
-from model.eval import WiderSplit, evaluate, faces_found, load_split, predict_split
+from model.eval import evaluate, faces_found, load_split, predict_split
 from model.runtime import tune_allocator
 from model.weights import load_checkpoint
-
-
-def ap_cells(predictions: dict[str, np.ndarray], split: WiderSplit) -> str:
-    return evaluate(predictions, split).table_cells()
 
 
 def main() -> None:
@@ -49,11 +43,14 @@ def main() -> None:
             predict_split(Detector(checkpoint, backend=b), split, scale=scale, progress=False)
             for b in (args.reference, args.backend)
         )
-        print(f"| {weights} | {args.reference} | {ap_cells(reference, split)} | reference | |")
+        reference_ap, candidate_ap = (
+            evaluate(p, split).table_cells() for p in (reference, candidate)
+        )
+        print(f"| {weights} | {args.reference} | {reference_ap} | reference | |")
         found = faces_found(reference, candidate)
         missed = ", ".join(f"{iou:.2f}" for iou in found.missed_iou)
         print(
-            f"| {weights} | {args.backend} | {ap_cells(candidate, split)} "
+            f"| {weights} | {args.backend} | {candidate_ap} "
             f"| {found.found} of {found.total} ({found.fraction:.2%}) | {missed} |",
             flush=True,
         )
