@@ -52,6 +52,8 @@ class Ticket:
 
 @dataclass(eq=False)
 class Job:
+    """One image waiting for the worker; the worker settles its future on the request's loop."""
+
     model: LoadedModel
     item: PreparedImage
     options: PostprocessOptions
@@ -73,6 +75,8 @@ class Job:
 
 
 class Batcher:
+    """Collects images from many requests so the network runs on batches, not single images."""
+
     def __init__(
         self, *, max_batch_size: int, max_batch_delay_s: float, capacity: int, metrics: Metrics
     ) -> None:

@@ -29,6 +29,8 @@ WARMUP_SIZE = (480, 640)
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A serving Detector with the file it came from, so a changed file can be noticed."""
+
     name: str
     detector: Detector
     path: Path
@@ -53,6 +55,8 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class ReloadReport:
+    """What one scan of the weights folder changed, as the reload endpoint reports it."""
+
     loaded: list[str]
     refused: dict[str, str]
     removed: list[str]
