@@ -20,11 +20,14 @@ import sys
 BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16"]
 
 
-def measure(weights: str, backend: str, *, threads: int, size: str, batch: int, runs: int) -> dict:
+def measure(
+    weights: str, backend: str, *, image: str, threads: int, size: str, batch: int, runs: int
+) -> dict:
     env = dict(os.environ)
     if backend == "eager (plain)":
         backend, env["EXTD_TUNE_ALLOCATOR"] = "torch", "0"
-    options = {"--weights": weights, "--backend": backend, "--threads": threads, "--size": size}
+    options = {"--weights": weights, "--backend": backend, "--image": image}
+    options |= {"--threads": threads, "--size": size}
     options |= {"--batch": batch, "--runs": runs}
     command = [sys.executable, "-m", "model", "bench", "--json"]
     command += [str(part) for pair in options.items() for part in pair]
@@ -41,6 +44,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--weights-pattern", default="../shared/weights/EXTD_{width}.pth")
+    parser.add_argument(
+        "--image",
+        default="../shared/data/wider_val_dev/images/12--Group/12_Group_Group_12_Group_Group_12_182.jpg",
+        help="the real photo every size is resized from",
+    )
     parser.add_argument("--widths", nargs="+", type=int, default=[32, 48, 64])
     parser.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -81,7 +89,13 @@ def latency_table(args: argparse.Namespace) -> list[dict]:
                 cells, base = [], None
                 for backend in args.backends:
                     r = measure(
-                        weights, backend, threads=threads, size=size, batch=1, runs=args.runs
+                        weights,
+                        backend,
+                        image=args.image,
+                        threads=threads,
+                        size=size,
+                        batch=1,
+                        runs=args.runs,
                     )
                     rows.append({"kind": "latency", "label": backend, **r})
                     base = base or r["ms_per_image"]
@@ -102,7 +116,15 @@ def throughput_table(args: argparse.Namespace) -> list[dict]:
         cells, peak = [], 0.0
         for batch in args.batches:
             try:
-                r = measure(weights, backend, threads=threads, size="640x480", batch=batch, runs=2)
+                r = measure(
+                    weights,
+                    backend,
+                    image=args.image,
+                    threads=threads,
+                    size="640x480",
+                    batch=batch,
+                    runs=2,
+                )
             except RuntimeError as error:
                 print(error, file=sys.stderr)
                 cells.append("failed")

@@ -1,30 +1,54 @@
-"""EXTD, the Extremely Tiny Face Detector: network, checkpoints and a batched detector."""
+"""EXTD, the Extremely Tiny Face Detector: network, checkpoints and a batched detector.
 
-from model.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
-from model.detector import Detector, PreparedImage, ScalePolicy
-from model.images import ImageError, ImageTooLargeError, open_image
-from model.network import EXTD, count_parameters
-from model.postprocess import PostprocessOptions
-from model.variants import ALL_VARIANTS, Variant
-from model.weights import WeightsError, load_checkpoint, pull
+Names are imported on first use, so ``import model.options`` (or the
+service's settings) does not load torch.
+"""
 
-__all__ = [
-    "ALL_VARIANTS",
-    "EXTD",
-    "Checkpoint",
-    "CheckpointError",
-    "Detector",
-    "ImageError",
-    "ImageTooLargeError",
-    "PostprocessOptions",
-    "PreparedImage",
-    "ScalePolicy",
-    "Variant",
-    "WeightsError",
-    "count_parameters",
-    "load_checkpoint",
-    "open_image",
-    "pull",
-    "read_checkpoint",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ALL_VARIANTS": "model.variants",
+    "EXTD": "model.network",
+    "Checkpoint": "model.checkpoint",
+    "CheckpointError": "model.checkpoint",
+    "Detector": "model.detector",
+    "DetectorOptions": "model.options",
+    "ImageError": "model.images",
+    "ImageTooLargeError": "model.images",
+    "PostprocessOptions": "model.options",
+    "PreparedImage": "model.detector",
+    "ScalePolicy": "model.options",
+    "Variant": "model.variants",
+    "WeightsError": "model.weights",
+    "count_parameters": "model.network",
+    "load_checkpoint": "model.weights",
+    "open_image": "model.images",
+    "pull": "model.weights",
+    "read_checkpoint": "model.checkpoint",
+    "save_checkpoint": "model.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # the names as type checkers and editors see them
+    # ruff: noqa: F401
+    from model.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
+    from model.detector import Detector, PreparedImage
+    from model.images import ImageError, ImageTooLargeError, open_image
+    from model.network import EXTD, count_parameters
+    from model.options import DetectorOptions, PostprocessOptions, ScalePolicy
+    from model.variants import ALL_VARIANTS, Variant
+    from model.weights import WeightsError, load_checkpoint, pull
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

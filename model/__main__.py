@@ -1,5 +1,5 @@
 import sys
 
-from model.cli import main
+from model.commands import main
 
 sys.exit(main())

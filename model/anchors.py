@@ -7,17 +7,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from model.variants import NUM_SOURCES
+from model.conventions import ANCHOR_SIZES, NUM_SOURCES, SOURCE_STRIDES
 
 VARIANCES = (0.1, 0.2)
-
-
-def source_strides() -> list[int]:
-    return [4 * 2**k for k in range(NUM_SOURCES)]
-
-
-def anchor_sizes() -> list[int]:
-    return [16 * 2**k for k in range(NUM_SOURCES)]
 
 
 def feature_map_sizes(height: int, width: int) -> list[tuple[int, int]]:
@@ -34,7 +26,7 @@ def feature_map_sizes(height: int, width: int) -> list[tuple[int, int]]:
 def _anchor_grid(height: int, width: int, device: str) -> Tensor:
     grids = []
     for (rows, cols), stride, size in zip(
-        feature_map_sizes(height, width), source_strides(), anchor_sizes(), strict=True
+        feature_map_sizes(height, width), SOURCE_STRIDES, ANCHOR_SIZES, strict=True
     ):
         ys, xs = torch.meshgrid(
             torch.arange(rows, dtype=torch.float32),

@@ -89,7 +89,7 @@ def batched_nms(boxes: Tensor, valid: Tensor, iou_threshold: Tensor | float) -> 
 
 
 def box_voting(
-    boxes: Tensor, scores: Tensor, *, iou_threshold: float = 0.3, max_boxes: int = 750
+    boxes: Tensor, scores: Tensor, *, iou_threshold: float, max_boxes: int
 ) -> tuple[Tensor, Tensor]:
     """Merge overlapping detections into their score-weighted mean (S3FD's ``bbox_vote``).
 

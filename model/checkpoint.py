@@ -14,11 +14,13 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -43,8 +45,9 @@ class Checkpoint:
     source: str = ""
     training: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
+        """The content hash, computed once: a checkpoint's tensors are not changed in place."""
         return content_hash(self.state_dict)
 
     @property
@@ -126,10 +129,13 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
 
 def read_project_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
+    # One read into memory the checkpoint owns: tensors mapped from the file
+    # would fault (SIGBUS) once the file is overwritten in place.
     try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        data = path.read_bytes()
+        state = load_safetensors(data)
+        header_size = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
     except (OSError, ValueError, SafetensorError) as error:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     if metadata.get("format") != FORMAT:

@@ -10,7 +10,6 @@ never depends on which other images were in the call.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,53 +24,17 @@ from torch import Tensor
 from model.anchors import anchor_grid
 from model.backends import Backend, create_backend
 from model.checkpoint import Checkpoint
+from model.conventions import MEAN_RGB
 from model.images import ImageInput, to_rgb_array
-from model.paper_protocol import PAPER_MAX_AREA, merge_passes, paper_passes
-from model.postprocess import PostprocessOptions, detect_faces
+from model.options import RELEASE, DetectorOptions, PostprocessOptions, ScalePolicy
+from model.paper_protocol import merge_passes, paper_passes
+from model.postprocess import detect_faces
 from model.variants import Variant
 from model.weights import load_checkpoint
 
-MEAN_RGB = (123.0, 117.0, 104.0)
-DEFAULT_BUCKET_STEP = 128
-
 Protocol = Literal["single", "paper"]
 
-
-@dataclass(frozen=True)
-class ScalePolicy:
-    """How an image is resized before detection.
-
-    ``scale`` resizes by a fixed factor and runs the exact size (no padding).
-    Otherwise the image is shrunk, never enlarged, until its long side is at
-    most ``max_side`` and its area at most ``max_area`` (by default the
-    paper's 1700x1200 bound), then padded to its size bucket.
-    """
-
-    scale: float | None = None
-    max_side: int | None = None
-    max_area: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.scale is not None and (self.max_side is not None or self.max_area is not None):
-            raise ValueError("give either scale or max_side/max_area, not both")
-        for name in ("scale", "max_side", "max_area"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number, got {value}")
-
-    @property
-    def exact(self) -> bool:
-        return self.scale is not None
-
-    def factor(self, height: int, width: int) -> float:
-        if self.scale is not None:
-            return self.scale
-        factor = 1.0
-        if self.max_side is not None:
-            factor = min(factor, self.max_side / max(height, width))
-        if self.max_area is not None or self.max_side is None:
-            factor = min(factor, math.sqrt((self.max_area or PAPER_MAX_AREA) / (height * width)))
-        return factor
+_DEFAULTS = DetectorOptions()
 
 
 @dataclass(frozen=True)
@@ -96,10 +59,10 @@ class Detector:
         self,
         weights: Checkpoint | str | Path,
         *,
-        device: str | torch.device = "cpu",
-        backend: str = "torch",
-        bucket_step: int = DEFAULT_BUCKET_STEP,
-        batch_size: int = 16,
+        device: str | torch.device = _DEFAULTS.device,
+        backend: str = _DEFAULTS.backend,
+        bucket_step: int = _DEFAULTS.bucket_step,
+        batch_size: int = _DEFAULTS.batch_size,
     ) -> None:
         self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self.device = torch.device(device)
@@ -155,9 +118,9 @@ class Detector:
         self,
         images: Sequence[ImageInput],
         *,
-        score_threshold: float = 0.05,
-        nms_iou: float = 0.3,
-        max_faces: int = 750,
+        score_threshold: float = RELEASE.score_threshold,
+        nms_iou: float = RELEASE.nms_iou,
+        max_faces: int = RELEASE.max_faces,
         scale: float | None = None,
         max_side: int | None = None,
         max_area: int | None = None,

@@ -16,8 +16,10 @@ import torch
 from torch import Tensor
 
 from model.boxes import box_voting
+from model.conventions import PAPER_MAX_AREA
 
-PAPER_MAX_AREA = 1700 * 1200
+# S3FD's ``bbox_vote`` merges boxes overlapping the leader at IoU >= 0.3.
+VOTE_IOU = 0.3
 
 Keep = Literal["all", "large", "small"]
 
@@ -66,5 +68,7 @@ def merge_passes(faces_per_pass: list[Tensor], passes: list[Pass], max_faces: in
         faces[keep_mask(faces, p.keep)] for faces, p in zip(faces_per_pass, passes, strict=True)
     ]
     faces = torch.cat(kept)
-    boxes, scores = box_voting(faces[:, :4], faces[:, 4], max_boxes=max_faces or len(faces))
+    boxes, scores = box_voting(
+        faces[:, :4], faces[:, 4], iou_threshold=VOTE_IOU, max_boxes=max_faces or len(faces)
+    )
     return torch.cat((boxes, scores[:, None]), dim=1)

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from model.anchors import decode
 from model.boxes import batched_nms
+from model.options import PostprocessOptions
 
 # The release keeps at most this many candidates per image before NMS.
 PRE_NMS_TOP_K = 5000
-
-
-@dataclass(frozen=True)
-class PostprocessOptions:
-    """Thresholds of the release: scores > 0.05, NMS IoU 0.3, at most 750 faces."""
-
-    score_threshold: float = 0.05
-    nms_iou: float = 0.3
-    max_faces: int = 750
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
-        if not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
-        if self.max_faces < 0:
-            raise ValueError(f"max_faces must be >= 0 (0 = no limit), got {self.max_faces}")
 
 
 def face_scores(logits: Tensor) -> Tensor:

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR_ENV = "EXTD_WEIGHTS_DIR"
 MIRROR_ENV = "EXTD_WEIGHTS_MIRROR"
 DOWNLOAD_TIMEOUT_S = 60
+# The most accurate release: what the CLI and the service use when no model is named.
+DEFAULT_MODEL = "extd-64"
 
 
 class WeightsError(RuntimeError):

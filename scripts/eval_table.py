@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from model.detector import DEFAULT_BUCKET_STEP, Detector
+from model.detector import Detector
 from model.eval import evaluate, load_split, predict_split
+from model.options import DetectorOptions
 from model.runtime import tune_allocator
 
 MODES = {
@@ -42,7 +43,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="torch")
     parser.add_argument(
-        "--bucket-step", type=int, default=DEFAULT_BUCKET_STEP, help="for the bucketed modes"
+        "--bucket-step",
+        type=int,
+        default=DetectorOptions.bucket_step,
+        help="for the bucketed modes",
     )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--threads", type=int)

@@ -9,8 +9,6 @@ import uvicorn
 from service.app import create_app
 from service.config import Settings
 
-GRACEFUL_SHUTDOWN_S = 30
-
 
 def main() -> None:
     settings = Settings()
@@ -22,7 +20,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=settings.drain_timeout_s,
     )
 
 

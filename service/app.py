@@ -69,8 +69,7 @@ def _load_models(settings: Settings, metrics: Metrics) -> ModelRegistry:
 
 
 def _info_labels(model: LoadedModel) -> tuple[str, str, str, str, str]:
-    info = model.info
-    return model.name, info["variant"], info["sha256"], info["backend"], info["device"]
+    return model.name, model.variant, model.sha256, model.backend, model.device
 
 
 @asynccontextmanager
@@ -104,7 +103,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False
         metrics.ready.set(0)
         stop_watching.set()
-        await asyncio.to_thread(batcher.stop)
+        await asyncio.to_thread(batcher.stop, settings.drain_timeout_s)
         pipeline.close()
         log.info("stopped")
 

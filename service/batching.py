@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.detector import PreparedImage
-from model.postprocess import PostprocessOptions
+from model.options import PostprocessOptions
 from service.metrics import Metrics
 from service.registry import LoadedModel
 
@@ -92,7 +92,7 @@ class Batcher:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout_s: float = 60.0) -> None:
+    def stop(self, timeout_s: float) -> None:
         """Take no new work, finish what is queued, then end the worker."""
         with self._condition:
             self._stopping = True

@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.detector import DEFAULT_BUCKET_STEP
+from model.options import BACKENDS, DetectorOptions, help_text
+
+_DETECTOR = DetectorOptions()
 
 
 class Settings(BaseSettings):
@@ -41,20 +43,25 @@ class Settings(BaseSettings):
         None, description="bearer token for /v1/admin endpoints (disabled when unset)"
     )
 
-    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, ...")
-    backend: str = Field(
-        "auto", description="inference backend: auto = openvino (fp32) on CPUs, torch-bf16 on GPUs"
+    device: str = Field(_DETECTOR.device, description=help_text(DetectorOptions, "device"))
+    backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
+        _DETECTOR.backend, description=help_text(DetectorOptions, "backend")
     )
     bucket_step: int = Field(
-        DEFAULT_BUCKET_STEP, ge=32, description="padded input sizes are multiples of this"
+        _DETECTOR.bucket_step, ge=32, description=help_text(DetectorOptions, "bucket_step")
     )
 
-    max_batch_size: int = Field(16, ge=1, description="images per forward pass at most")
+    max_batch_size: int = Field(
+        _DETECTOR.batch_size, ge=1, description=help_text(DetectorOptions, "batch_size")
+    )
     max_batch_delay_ms: float = Field(
         5.0, ge=0, description="how long the worker waits to fill a batch"
     )
     queue_size: int = Field(64, ge=1, description="images waiting at most; beyond, 429")
     request_timeout_ms: int = Field(30_000, ge=1, description="default deadline of a request")
+    drain_timeout_s: float = Field(
+        60.0, gt=0, description="on SIGTERM, how long accepted work may take to finish"
+    )
 
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.detector import ScalePolicy
 from model.images import ImageError, ImageTooLargeError, open_image
-from model.postprocess import PostprocessOptions
+from model.options import PostprocessOptions, ScalePolicy
 from service.batching import (
     Batcher,
     CancelledError,
@@ -23,11 +22,10 @@ from service.batching import (
 )
 from service.config import Settings
 from service.metrics import Metrics
-from service.problems import ProblemError
+from service.problems import RETRY, ProblemError
 from service.registry import LoadedModel, ModelRegistry
 
 DISCONNECT_POLL_S = 0.05
-RETRY = {"Retry-After": "1"}  # seconds a refused client should wait before trying again
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+RETRY = {"Retry-After": "1"}  # seconds a refused client should wait before trying again
 
 
 class ProblemError(Exception):

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from model.checkpoint import PROJECT_SUFFIX, RELEASE_SUFFIXES, CheckpointError, read_checkpoint
-from model.detector import Detector, ScalePolicy
-from model.postprocess import PostprocessOptions
+from model.detector import Detector
+from model.options import PostprocessOptions, ScalePolicy
+from model.weights import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +39,20 @@ class LoadedModel:
     signature: tuple[int, int]
 
     @property
-    def info(self) -> dict:
-        checkpoint = self.detector.checkpoint
-        return {
-            "name": self.name,
-            "variant": checkpoint.variant.name,
-            "parameters": self.parameters,
-            "source": checkpoint.source,
-            "sha256": checkpoint.sha256,
-            "file": self.path.name,
-            "backend": self.detector.backend.name,
-            "device": str(self.detector.device),
-            "training": checkpoint.training,
-        }
+    def variant(self) -> str:
+        return self.detector.variant.name
+
+    @property
+    def sha256(self) -> str:
+        return self.detector.checkpoint.sha256
+
+    @property
+    def backend(self) -> str:
+        return self.detector.backend.name
+
+    @property
+    def device(self) -> str:
+        return str(self.detector.device)
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,8 @@ class ModelRegistry:
     def default_name(self) -> str | None:
         if self._requested_default:
             return self._requested_default
-        if "extd-64" in self._models:
-            return "extd-64"
+        if DEFAULT_MODEL in self._models:
+            return DEFAULT_MODEL
         return min(self._models, default=None)
 
     def checkpoint_files(self) -> dict[str, Path]:
@@ -158,7 +160,7 @@ class ModelRegistry:
                 self._models[name] = model
                 added.append(model)
                 loaded.append(name)
-                log.info("loaded model %s from %s (%s)", name, path, model.info["variant"])
+                log.info("loaded model %s from %s (%s)", name, path, model.variant)
             removed = [name for name in self._models if name not in files]
             for name in removed:
                 dropped.append(self._models.pop(name))

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.detector import ScalePolicy
-from model.postprocess import PostprocessOptions
+from model.options import SERVING, PostprocessOptions, ScalePolicy, help_text
 
 
 class DetectParams(BaseModel):
@@ -18,16 +17,22 @@ class DetectParams(BaseModel):
     model: str | None = Field(
         None, description="a loaded model's name (default: the configured one)"
     )
-    score_threshold: float = Field(0.5, ge=0.0, lt=1.0, description="keep faces scoring above this")
-    nms_iou: float = Field(0.3, gt=0.0, le=1.0, description="IoU above which NMS drops a box")
+    # The defaults are model.options.SERVING, not the release's evaluation thresholds.
+    score_threshold: float = Field(
+        SERVING.score_threshold,
+        ge=0.0,
+        lt=1.0,
+        description=help_text(PostprocessOptions, "score_threshold"),
+    )
+    nms_iou: float = Field(
+        SERVING.nms_iou, gt=0.0, le=1.0, description=help_text(PostprocessOptions, "nms_iou")
+    )
     max_faces: int = Field(
-        0, ge=0, le=5000, description="keep the highest-scoring N (0 = no limit)"
+        SERVING.max_faces, ge=0, le=5000, description=help_text(PostprocessOptions, "max_faces")
     )
-    scale: float | None = Field(
-        None, gt=0.0, le=4.0, description="resize by this factor and run the exact size"
-    )
+    scale: float | None = Field(None, gt=0.0, le=4.0, description=help_text(ScalePolicy, "scale"))
     max_side: int | None = Field(
-        None, ge=16, le=8192, description="shrink so the long side is at most this"
+        None, ge=16, le=8192, description=help_text(ScalePolicy, "max_side")
     )
     timeout_ms: int | None = Field(
         None, ge=1, le=600_000, description="deadline (default from the server's settings)"

@@ -1,10 +1,11 @@
-"""Reading image uploads: multipart files or base64 strings in JSON."""
+"""Reading image uploads: multipart files or base64 strings in JSON, within the upload limits."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from dataclasses import dataclass, field
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -13,6 +14,16 @@ from service.problems import ProblemError
 
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
+# Text fields a form may carry besides its files (parameters such as min_confidence).
+MAX_TEXT_FIELDS = 32
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The encoded images of a request, in order, and the form's text fields."""
+
+    images: list[bytes]
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def _too_many(count: int, limit: int) -> ProblemError:
@@ -21,13 +32,13 @@ def _too_many(count: int, limit: int) -> ProblemError:
     )
 
 
-async def read_uploads(request: Request, *, field: str, max_count: int) -> list[bytes]:
-    """The encoded images of a request, in order; raises problems for malformed bodies."""
+async def read_uploads(request: Request, *, field: str, max_count: int) -> Upload:
+    """The request's images (at most ``max_count``); raises problems for malformed bodies."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == MULTIPART:
         return await _read_multipart(request, field, max_count)
     if content_type == JSON:
-        return _read_json(await request.body(), field, max_count)
+        return Upload(_read_json(await request.body(), field, max_count))
     raise ProblemError(
         415,
         "unsupported_media_type",
@@ -35,9 +46,9 @@ async def read_uploads(request: Request, *, field: str, max_count: int) -> list[
     )
 
 
-async def _read_multipart(request: Request, field: str, max_count: int) -> list[bytes]:
+async def _read_multipart(request: Request, field: str, max_count: int) -> Upload:
     try:
-        form = await request.form(max_files=max_count + 1, max_fields=max_count + 32)
+        form = await request.form(max_files=max_count + 1, max_fields=max_count + MAX_TEXT_FIELDS)
     except ProblemError:
         raise
     except Exception as error:  # the multipart parser raises several types
@@ -53,7 +64,16 @@ async def _read_multipart(request: Request, field: str, max_count: int) -> list[
             raise ProblemError(422, "invalid_request", f"no files in the form field '{field}'")
         if len(files) > max_count:
             raise _too_many(len(files), max_count)
-        return [await f.read() for f in files]
+        texts = {}
+        for name, value in form.multi_items():
+            if name == field:
+                continue
+            if not isinstance(value, str):
+                raise ProblemError(
+                    422, "invalid_parameters", f"form field '{name}' must be text, not a file"
+                )
+            texts[name] = value
+        return Upload([await f.read() for f in files], texts)
     finally:
         await form.close()
 
@@ -61,8 +81,9 @@ async def _read_multipart(request: Request, field: str, max_count: int) -> list[
 def _read_json(body: bytes, field: str, max_count: int) -> list[bytes]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ProblemError(422, "invalid_request", f"body is not valid JSON: {error}") from error
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ProblemError(422, "invalid_request", f"body is not valid JSON: {reason}") from error
     images = payload.get(field) if isinstance(payload, dict) else None
     if not isinstance(images, list) or not images:
         raise ProblemError(
@@ -72,18 +93,18 @@ def _read_json(body: bytes, field: str, max_count: int) -> list[bytes]:
         )
     if len(images) > max_count:
         raise _too_many(len(images), max_count)
-    decoded = []
-    for index, text in enumerate(images):
-        if not isinstance(text, str):
-            raise ProblemError(
-                422, "invalid_request", f"image {index} is not a string", index=index
-            )
-        if text.startswith("data:") and "," in text:
-            text = text.split(",", 1)[1]
-        try:
-            decoded.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError) as error:
-            raise ProblemError(
-                422, "invalid_base64", f"image {index} is not valid base64: {error}", index=index
-            ) from error
-    return decoded
+    return [_decode_base64(index, text) for index, text in enumerate(images)]
+
+
+def _decode_base64(index: int, text: object) -> bytes:
+    """Standard base64, or a ``data:`` URL; line breaks (``base64`` wraps at 76) are allowed."""
+    if not isinstance(text, str):
+        raise ProblemError(422, "invalid_request", f"image {index} is not a string", index=index)
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ProblemError(
+            422, "invalid_base64", f"image {index} is not valid base64: {error}", index=index
+        ) from error

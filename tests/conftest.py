@@ -96,4 +96,4 @@ def reference_detectors(release_weights):
     """In-process Detectors to check the server's answers against."""
     from model.detector import Detector
 
-    return {f"extd-{w}": Detector(path) for w, path in release_weights.items()}
+    return {f"extd-{w}": Detector(path, backend="torch") for w, path in release_weights.items()}

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
+import pytest
 import torch
 
 from model.boxes import box_iou
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+needs_openvino = pytest.mark.skipif(
+    not HAS_OPENVINO, reason="needs the openvino extra: pip install 'extd-face[openvino]'"
+)
+# The fastest backend that gives the release's boxes (fp32) here.
+FAST_FP32 = "openvino" if HAS_OPENVINO else "torch-fused"
 
 
 def assert_same_faces(

@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from model.checkpoint import Checkpoint
-
-BACKENDS = ("auto", "torch", "torch-fused", "torch-bf16", "openvino", "openvino-bf16")
+from model.options import BACKENDS
 
 
 class Backend(Protocol):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from model.boxes import box_iou
+from model.conventions import gt_to_corners
 from model.eval.predictions import image_key
 from model.eval.split import SETTINGS, WiderSplit
 
@@ -60,15 +61,6 @@ def normalise_scores(predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return normalised
 
 
-def _corners(xywh: np.ndarray) -> torch.Tensor:
-    """``x2 = x + w`` as the official tool computes it: with its +1 IoU convention the box
-    is one pixel wider than ``w``. Kept for agreement with the official AP; the exact
-    inverse of the prediction files' boxes is ``predictions.wider_to_corners``."""
-    boxes = torch.from_numpy(np.asarray(xywh[:, :4], dtype=np.float64)).clone()
-    boxes[:, 2:] += boxes[:, :2]
-    return boxes
-
-
 def image_pr(
     faces: np.ndarray, gt: np.ndarray, listed: np.ndarray, thresholds: np.ndarray
 ) -> np.ndarray:
@@ -78,7 +70,9 @@ def image_pr(
     ``listed`` the 1-based indices of the boxes the setting scores.
     """
     faces = faces[np.argsort(-faces[:, 4], kind="stable")]
-    iou = box_iou(_corners(faces), _corners(gt), plus_one=True).numpy()
+    # Detections and ground truth alike are read as the official tool reads boxes.
+    corners = [torch.from_numpy(gt_to_corners(boxes)) for boxes in (faces, gt)]
+    iou = box_iou(*corners, plus_one=True).numpy()
     best = iou.argmax(axis=1)
     matched = iou[np.arange(len(faces)), best] >= IOU_THRESHOLD
     is_listed = np.zeros(len(gt), dtype=bool)

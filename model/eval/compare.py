@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from model.boxes import box_iou
-from model.eval.predictions import wider_to_corners
+from model.conventions import prediction_to_corners
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def faces_found(
             missed += [0.0] * len(strong)
             continue
         iou = box_iou(
-            torch.from_numpy(wider_to_corners(strong)),
-            torch.from_numpy(wider_to_corners(others)),
+            torch.from_numpy(prediction_to_corners(strong)),
+            torch.from_numpy(prediction_to_corners(others)),
             plus_one=True,
         )
         best = iou.max(dim=1).values

@@ -16,21 +16,6 @@ def image_key(name: str) -> str:
     return str(Path(name).with_suffix(""))
 
 
-def corners_to_wider(faces: np.ndarray) -> np.ndarray:
-    """``x1 y1 x2 y2 score`` -> ``x y w h score``, with the release's ``+1`` width."""
-    faces = np.asarray(faces, dtype=np.float64).reshape(-1, 5)
-    wider = faces.copy()
-    wider[:, 2:4] = faces[:, 2:4] - faces[:, 0:2] + 1
-    return wider
-
-
-def wider_to_corners(wider: np.ndarray) -> np.ndarray:
-    """``x y w h ...`` -> ``x1 y1 x2 y2``, the inverse of :func:`corners_to_wider`."""
-    corners = np.array(wider[:, :4], dtype=np.float64)
-    corners[:, 2:4] += corners[:, 0:2] - 1
-    return corners
-
-
 def write_predictions(folder: str | Path, predictions: dict[str, np.ndarray]) -> None:
     """Write ``{key: (n, 5) x y w h score}`` as an official prediction folder."""
     folder = Path(folder)

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
+from model.conventions import corners_to_prediction
 from model.detector import Detector, Protocol
-from model.eval.predictions import corners_to_wider, image_key
+from model.eval.predictions import image_key
 from model.eval.split import WiderSplit
 from model.images import open_image
 
@@ -43,6 +44,6 @@ def predict_split(
                 arrays, scale=scale, max_side=max_side, max_area=max_area, protocol=protocol
             )
             for name, faces in zip(chunk, results, strict=True):
-                predictions[image_key(name)] = corners_to_wider(faces)
+                predictions[image_key(name)] = corners_to_prediction(faces)
             bar.update(len(chunk))
     return predictions

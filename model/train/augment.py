@@ -15,8 +15,8 @@ import math
 import numpy as np
 from PIL import Image
 
-ANCHOR_SIZES = (16, 32, 64, 128, 256, 512)
-MEAN_RGB = (123, 117, 104)
+from model.conventions import ANCHOR_SIZES, MEAN_RGB
+
 MIN_FACE_AREA = 6 * 6
 INTERPOLATIONS = (
     Image.Resampling.BILINEAR,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from model.conventions import gt_to_corners
 from model.eval.split import parse_ground_truth
 from model.images import ImageError, open_image
 from model.train.augment import augment
@@ -55,7 +56,7 @@ def load_annotations(root: str | Path, *, limit: int | None = None) -> tuple[lis
         valid = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         skipped += int((~valid).sum())
         xywh = xywh[valid]
-        corners = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]].astype(np.float32)
+        corners = gt_to_corners(xywh).astype(np.float32)
         annotations.append(Annotation(images / name, corners))
     if limit:
         annotations = annotations[:: max(1, len(annotations) // limit)][:limit]

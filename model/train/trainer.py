@@ -1,84 +1,39 @@
 """The training loop: SGD over augmented WIDER samples, single process or torch.distributed.
 
 Launch with ``python -m model train`` (one process) or ``torchrun --nproc-per-node N
--m model train`` (DDP; NCCL on GPUs, gloo on CPUs). Rank 0 alone writes logs
-and checkpoints, atomically: a project checkpoint (safetensors + metadata)
-plus a resumable state (optimizer, schedule, RNG) from which ``--resume``
-continues exactly.
+-m model train`` (DDP; NCCL on GPUs, gloo on CPUs). The pieces: process setup
+(``process``), one step (:meth:`Trainer.step`), validation
+(:func:`validate`), checkpoints (``checkpoints``); :meth:`Trainer.train`
+only sequences them.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.anchors import anchor_grid
-from model.checkpoint import Checkpoint, load_into, save_checkpoint
-from model.detector import MEAN_RGB, Detector
+from model.checkpoint import Checkpoint, load_into
+from model.conventions import MEAN_RGB
+from model.detector import Detector
+from model.eval import EvalResult, evaluate, load_split, predict_split
 from model.network import EXTD
+from model.train.checkpoints import Checkpointer, restore
+from model.train.config import TrainConfig
 from model.train.data import ResumableSampler, WiderFaceTrainSet, collate, load_annotations
 from model.train.loss import multibox_loss
 from model.train.matching import match
+from model.train.process import TrainingProcess, parameters_in_sync, setup_process
 from model.variants import Variant
 from model.weights import load_checkpoint
-
-log = logging.getLogger(__name__)
-
-# What must not change between a run and its resumption.
-RESUME_KEYS = ("variant", "batch_size", "input_size", "seed", "lr", "momentum", "weight_decay")
-
-
-@dataclass
-class TrainConfig:
-    """The recipe's defaults (SGD, lr 1e-3 x0.1 at half and three quarters, batch 16, 640 px)."""
-
-    data_root: str
-    out: str = "runs/extd"
-    variant: str = "fpn-64-prelu"
-    init: str | None = None
-    val_split: str | None = None
-    iterations: int = 240_000
-    batch_size: int = 16
-    input_size: int = 640
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_steps: list[int] | None = None
-    gamma: float = 0.1
-    workers: int = 4
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    limit_images: int | None = None
-    checkpoint_every: int = 10_000
-    eval_every: int = 10_000
-    eval_limit: int | None = 200
-    log_every: int = 20
-    check_sync: bool = False
-    publish: str | None = None
-    freeze_bn: bool | None = None
-    clip_grad_norm: float | None = None
-
-    @property
-    def frozen_bn(self) -> bool:
-        """Batch norm uses and keeps its running statistics (default: when fine-tuning)."""
-        return self.freeze_bn if self.freeze_bn is not None else self.init is not None
-
-    @property
-    def steps(self) -> list[int]:
-        return self.lr_steps or [self.iterations // 2, self.iterations * 3 // 4]
 
 
 def initialise(network: nn.Module) -> None:
@@ -90,67 +45,72 @@ def initialise(network: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def _atomic_torch_save(payload: dict, path: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        torch.save(payload, tmp)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+def build_network(config: TrainConfig, device: torch.device) -> EXTD:
+    """The network in train mode: fresh, or the ``init`` checkpoint's weights."""
+    variant = Variant.parse(config.variant)
+    network = EXTD(variant)
+    if config.init:
+        load_into(network, load_checkpoint(config.init, variant))
+    else:
+        initialise(network)
+    network.to(device).train()
+    if config.frozen_bn:
+        # The reused stage shares its batch norms across six scales, so a few
+        # batches of fresh statistics would overwrite what the checkpoint learned.
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+    return network
+
+
+def validate(network: EXTD, split_folder: str, limit: int | None) -> EvalResult:
+    """WIDER AP of the network as it is now, with the exact fp32 backend."""
+    split = load_split(split_folder).subset(limit)
+    device = next(network.parameters()).device
+    detector = Detector(Checkpoint.from_network(network), device=device, backend="torch")
+    return evaluate(predict_split(detector, split, progress=False), split)
+
+
+@dataclass
+class Throughput:
+    """Images per second since the last reading."""
+
+    batch_size: int
+    iteration: int
+    since: float = field(default_factory=time.perf_counter)
+
+    def read(self, iteration: int) -> float:
+        now = time.perf_counter()
+        rate = (iteration - self.iteration) * self.batch_size / max(now - self.since, 1e-9)
+        self.iteration, self.since = iteration, now
+        return round(rate, 2)
 
 
 class Trainer:
     def __init__(self, config: TrainConfig, *, resume: Path | None = None) -> None:
         self.config = config
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = torch.cuda.is_available() and config.device in ("auto", "cuda")
-        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
-        if self.world > 1 and not dist.is_initialized():
-            if use_cuda:
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        if config.batch_size % self.world:
+        self.process: TrainingProcess = setup_process(config.device, seed=config.seed)
+        if config.batch_size % self.process.world:
             raise ValueError(
-                f"batch size {config.batch_size} is not divisible by {self.world} processes"
+                f"batch size {config.batch_size} is not divisible by {self.process.world} processes"
             )
-        self.out = Path(config.out)
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-
-        # Denormal floats make CPU arithmetic crawl once small gradients appear.
-        torch.set_flush_denormal(True)
-        torch.manual_seed(config.seed)
-        self.variant = Variant.parse(config.variant)
-        self.network = EXTD(self.variant)
-        if config.init:
-            load_into(self.network, load_checkpoint(config.init, self.variant))
-        else:
-            initialise(self.network)
-        self.network.to(self.device).train()
-        if config.frozen_bn:
-            # The reused stage shares its batch norms across six scales, so a few
-            # batches of fresh statistics would overwrite what the checkpoint learned.
-            for module in self.network.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
-        self.model: nn.Module = (
-            DistributedDataParallel(
-                self.network, device_ids=[self.device.index] if use_cuda else None
-            )
-            if self.world > 1
-            else self.network
-        )
+        self.device = self.process.device
+        self.network = build_network(config, self.device)
+        self.model = self.process.wrap(self.network)
         self.optimizer = torch.optim.SGD(
             self.network.parameters(),
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
         )
+        self.checkpointer = Checkpointer(config, self.device)
         self.iteration = 0
         self.last_ap: dict[str, float] | None = None
         if resume:
-            self._restore(resume)
+            restored = restore(resume, config, self.network, self.optimizer, self.device)
+            self.iteration, self.last_ap = restored.iteration, restored.val_ap
+        if self.is_main:
+            Path(config.out).mkdir(parents=True, exist_ok=True)
 
         annotations, self.skipped_boxes = load_annotations(
             config.data_root, limit=config.limit_images
@@ -164,7 +124,7 @@ class Trainer:
 
     @property
     def is_main(self) -> bool:
-        return self.rank == 0
+        return self.process.is_main
 
     @property
     def learning_rate(self) -> float:
@@ -172,28 +132,30 @@ class Trainer:
         passed = sum(self.iteration >= step for step in self.config.steps)
         return self.config.lr * self.config.gamma**passed
 
-    def _batches(self):
-        per_rank = self.config.batch_size // self.world
+    def _batches(self) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """This rank's share of the sample stream, from where the run stands."""
         sampler = ResumableSampler(
             len(self.dataset),
             seed=self.config.seed,
-            rank=self.rank,
-            world=self.world,
+            rank=self.process.rank,
+            world=self.process.world,
             start=self.iteration * self.config.batch_size,
         )
+        workers = self.config.workers
         loader = DataLoader(
             self.dataset,
-            batch_size=per_rank,
+            batch_size=self.config.batch_size // self.process.world,
             sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=self.config.workers > 0,
-            prefetch_factor=4 if self.config.workers > 0 else None,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
         )
         return iter(loader)
 
     def step(self, images: torch.Tensor, faces: list[torch.Tensor]) -> dict[str, float]:
+        """One SGD step on a batch; returns the loss parts."""
         x = images.to(self.device, non_blocking=True).float() - self.mean
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             offsets, logits = self.model(x)
@@ -214,125 +176,73 @@ class Trainer:
             "positives": loss.positives,
         }
 
-    def _parameters_in_sync(self) -> bool:
-        digest = torch.stack([p.detach().double().sum() for p in self.network.parameters()])
-        gathered = [torch.empty_like(digest) for _ in range(self.world)]
-        dist.all_gather(gathered, digest)
-        return all(torch.equal(g, gathered[0]) for g in gathered)
+    def _due(self, every: int) -> bool:
+        return self.iteration % every == 0 or self.iteration == self.config.iterations
 
     def train(self) -> Path:
         """Run to ``config.iterations``; returns the final project checkpoint."""
+        config = self.config
         batches = self._batches()
-        started, last_time, last_iteration = (
-            time.perf_counter(),
-            time.perf_counter(),
-            self.iteration,
-        )
-        final = self.out / f"{self.variant.name}-it{self.config.iterations}.safetensors"
+        started = time.perf_counter()
+        throughput = Throughput(config.batch_size, self.iteration)
         bar = tqdm(
-            total=self.config.iterations,
+            total=config.iterations,
             initial=self.iteration,
             disable=None if self.is_main else True,
             unit="it",
             desc="train",
         )
-        while self.iteration < self.config.iterations:
-            images, faces = next(batches)
-            parts = self.step(images, faces)
+        while self.iteration < config.iterations:
+            parts = self.step(*next(batches))
             bar.update(1)
-            if self.config.check_sync and self.world > 1:
-                parts["in_sync"] = self._parameters_in_sync()
+            if config.check_sync and self.process.distributed:
+                parts["in_sync"] = parameters_in_sync(self.network)
                 if not parts["in_sync"]:
                     raise RuntimeError(f"parameters diverged across ranks at {self.iteration}")
-            done = self.iteration == self.config.iterations
-            if self.iteration % self.config.log_every == 0 or done or self.config.check_sync:
-                now = time.perf_counter()
-                images_per_s = (
-                    (self.iteration - last_iteration) * self.config.batch_size / (now - last_time)
-                )
-                last_time, last_iteration = now, self.iteration
+            if self._due(config.log_every) or config.check_sync:
                 bar.set_postfix(loss=f"{parts['loss']:.3f}")
                 self._log(
-                    {
-                        **parts,
+                    parts
+                    | {
                         "lr": self.learning_rate,
-                        "images_per_s": round(images_per_s, 2),
-                        "elapsed_s": round(now - started, 2),
+                        "images_per_s": throughput.read(self.iteration),
+                        "elapsed_s": round(time.perf_counter() - started, 2),
                     }
                 )
-            if self.config.val_split and (self.iteration % self.config.eval_every == 0 or done):
-                self._evaluate()
-            if self.iteration % self.config.checkpoint_every == 0 or done:
+            if config.val_split and self._due(config.eval_every):
+                self._validate()
+            if self._due(config.checkpoint_every):
                 self._save()
         bar.close()
-        if self.world > 1:
-            dist.barrier()
-        return final
+        self.process.barrier()
+        return self.checkpointer.checkpoint_path(config.iterations)
 
     def _log(self, record: dict) -> None:
         if not self.is_main:
             return
-        line = {"iteration": self.iteration, "rank": self.rank, "world": self.world, **record}
-        with open(self.out / "log.jsonl", "a") as handle:
+        line = {
+            "iteration": self.iteration,
+            "rank": self.process.rank,
+            "world": self.process.world,
+            **record,
+        }
+        with open(Path(self.config.out) / "log.jsonl", "a") as handle:
             handle.write(json.dumps(line) + "\n")
 
-    def _evaluate(self) -> None:
+    def _validate(self) -> None:
         if self.is_main:
-            from model.eval import evaluate, load_split, predict_split
-
-            split = load_split(self.config.val_split).subset(self.config.eval_limit)
-            detector = Detector(Checkpoint.from_network(self.network), device=self.device)
-            result = evaluate(predict_split(detector, split, progress=False), split)
+            result = validate(self.network, self.config.val_split, self.config.eval_limit)
             self.last_ap = {k: round(v, 4) for k, v in result.ap.items()}
             self._log({"val_ap": self.last_ap, "val_images": result.images})
-        if self.world > 1:
-            dist.barrier()
+        self.process.barrier()
 
     def _save(self) -> None:
         if not self.is_main:
             return
         training = {
-            "iteration": self.iteration,
-            "config": asdict(self.config),
             "val_ap": self.last_ap,
-            "world_size": self.world,
-            "written_by_rank": self.rank,
+            "world_size": self.process.world,
+            "written_by_rank": self.process.rank,
             "skipped_boxes": self.skipped_boxes,
         }
-        checkpoint = Checkpoint.from_network(
-            self.network, source="python -m model train", training=training
-        )
-        save_checkpoint(
-            checkpoint, self.out / f"{self.variant.name}-it{self.iteration}.safetensors"
-        )
-        state = {
-            "iteration": self.iteration,
-            "config": asdict(self.config),
-            "model": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state()}
-            | (
-                {"cuda": torch.cuda.get_rng_state(self.device)}
-                if self.device.type == "cuda"
-                else {}
-            ),
-            "val_ap": self.last_ap,
-        }
-        _atomic_torch_save(state, self.out / f"state-it{self.iteration}.pt")
-
-    def _restore(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        saved = state["config"]
-        changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(self.config, k)]
-        if changed:
-            raise ValueError(
-                f"cannot resume {path}: {', '.join(changed)} differ from the saved run"
-            )
-        self.network.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
-        self.iteration = state["iteration"]
-        self.last_ap = state.get("val_ap")
-        log.info("resumed from %s at iteration %d", path, self.iteration)
+        self.checkpointer.save(self.iteration, self.network, self.optimizer, training)

@@ -9,6 +9,8 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 
 from model.draw import draw_faces
+from model.options import SERVING
+from service.dependencies import PipelineDep
 from service.pipeline import Detection, Pipeline
 from service.problems import ProblemError
 from service.schemas import (
@@ -20,7 +22,7 @@ from service.schemas import (
     ImageResult,
     Problem,
 )
-from service.uploads import read_uploads
+from service.uploads import Upload, read_uploads
 
 router = APIRouter(tags=["detection"])
 
@@ -62,18 +64,21 @@ DEEPSTACK_BODY = _body(
 )
 
 
-def _pipeline(request: Request) -> Pipeline:
-    return request.app.state.pipeline
+async def _upload(
+    request: Request, pipeline: Pipeline, field: str = "images", max_count: int | None = None
+) -> Upload:
+    limit = max_count or pipeline.settings.max_images_per_request
+    return await read_uploads(request, field=field, max_count=limit)
 
 
-async def _run(request: Request, params: DetectParams, *, field: str = "images") -> Detection:
-    pipeline = _pipeline(request)
+async def _run(
+    request: Request, pipeline: Pipeline, params: DetectParams, upload: Upload | None = None
+) -> Detection:
+    """The model is looked up first: an unknown one is refused before the body is read."""
     model = pipeline.model(params.model)
-    payloads = await read_uploads(
-        request, field=field, max_count=pipeline.settings.max_images_per_request
-    )
+    upload = upload or await _upload(request, pipeline)
     return await pipeline.detect(
-        payloads,
+        upload.images,
         model=model,
         options=params.options(),
         policy=params.policy(),
@@ -104,12 +109,14 @@ def _faces(faces: np.ndarray, width: int, height: int, *, clip: bool) -> list[Fa
     openapi_extra=UPLOAD_BODY,
     summary="Detect faces in one or more images",
 )
-async def detect(request: Request, params: Annotated[DetectParams, Query()]) -> DetectResponse:
+async def detect(
+    request: Request, pipeline: PipelineDep, params: Annotated[DetectParams, Query()]
+) -> DetectResponse:
     """Send images as multipart files in ``images`` or as base64 strings in JSON.
 
     Results come in request order, in pixels of the upright (EXIF-rotated) image.
     """
-    detection = await _run(request, params)
+    detection = await _run(request, pipeline, params)
     results = [
         ImageResult(
             width=pixels.shape[1],
@@ -135,8 +142,10 @@ async def detect(request: Request, params: Annotated[DetectParams, Query()]) -> 
     openapi_extra=UPLOAD_BODY,
     summary="Detect faces and return the image with the boxes drawn",
 )
-async def detect_annotated(request: Request, params: Annotated[DetectParams, Query()]) -> Response:
-    detection = await _run(request, params)
+async def detect_annotated(
+    request: Request, pipeline: PipelineDep, params: Annotated[DetectParams, Query()]
+) -> Response:
+    detection = await _run(request, pipeline, params)
     if len(detection.pixels) != 1:
         raise ProblemError(422, "invalid_request", "send exactly one image for an annotated result")
     picture = draw_faces(detection.pixels[0], detection.faces[0], min_score=params.score_threshold)
@@ -157,15 +166,15 @@ async def detect_annotated(request: Request, params: Annotated[DetectParams, Que
     summary="DeepStack / CodeProject.AI face detection",
     openapi_extra=DEEPSTACK_BODY,
 )
-async def deepstack_face(request: Request) -> DeepStackResponse:
+async def deepstack_face(request: Request, pipeline: PipelineDep) -> DeepStackResponse:
     """Form field ``image`` (optional ``min_confidence``), for Frigate, Double Take and co."""
-    form = await request.form()
+    upload = await _upload(request, pipeline, field="image", max_count=1)
     try:
-        min_confidence = float(form.get("min_confidence") or 0.5)
-        params = DetectParams(score_threshold=min_confidence, clip=True)
+        min_confidence = upload.fields.get("min_confidence") or SERVING.score_threshold
+        params = DetectParams(score_threshold=float(min_confidence), clip=True)
     except ValueError as error:
         raise ProblemError(422, "invalid_parameters", f"min_confidence: {error}") from error
-    detection = await _run(request, params, field="image")
+    detection = await _run(request, pipeline, params, upload)
     pixels, faces = detection.pixels[0], detection.faces[0]
     height, width = pixels.shape[:2]
     boxes = np.clip(np.rint(faces[:, :4]), 0, [width - 1, height - 1, width - 1, height - 1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from service.dependencies import MetricsDep, PipelineDep
 from service.problems import ProblemError
 from service.schemas import Problem
 
@@ -20,14 +21,13 @@ async def livez() -> dict[str, str]:
     responses={503: {"model": Problem}},
     summary="Models are loaded and warmed up, and the worker takes requests",
 )
-async def readyz(request: Request) -> dict[str, object]:
-    state = request.app.state
-    if not state.ready:
-        raise ProblemError(503, "not_ready", "models are still loading, or the service is stopping")
-    return {"status": "ready", "models": [m.name for m in state.registry.all()]}
+async def readyz(request: Request, pipeline: PipelineDep) -> dict[str, object]:
+    if not request.app.state.ready:
+        raise ProblemError(503, "not_ready", "the service is stopping")
+    return {"status": "ready", "models": [m.name for m in pipeline.registry.all()]}
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
-async def metrics(request: Request) -> Response:
-    body, content_type = request.app.state.metrics.render()
+async def metrics(metrics: MetricsDep) -> Response:
+    body, content_type = metrics.render()
     return Response(body, media_type=content_type)

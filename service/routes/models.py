@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from service.problems import ProblemError
-from service.registry import ModelRegistry
+from service.dependencies import AdminDep, RegistryDep
 from service.schemas import ModelInfo, ModelList, Problem, ReloadResponse
 
 router = APIRouter(tags=["models"])
 
 
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
 @router.get("/v1/models", response_model=ModelList, summary="The loaded models")
-async def list_models(request: Request) -> ModelList:
-    registry = _registry(request)
+async def list_models(registry: RegistryDep) -> ModelList:
     default = registry.default_name
     return ModelList(
-        models=[ModelInfo(**m.info, default=m.name == default) for m in registry.all()]
+        models=[
+            ModelInfo(
+                name=m.name,
+                variant=m.variant,
+                parameters=m.parameters,
+                source=m.detector.checkpoint.source,
+                sha256=m.sha256,
+                file=m.path.name,
+                backend=m.backend,
+                device=m.device,
+                default=m.name == default,
+                training=m.detector.checkpoint.training,
+            )
+            for m in registry.all()
+        ]
     )
 
 
@@ -31,27 +38,11 @@ async def list_models(request: Request) -> ModelList:
     "/v1/admin/reload",
     response_model=ReloadResponse,
     responses={401: {"model": Problem}, 404: {"model": Problem}},
+    dependencies=[AdminDep],
     summary="Load new or changed checkpoints from the weights folder now",
 )
-async def reload_models(request: Request) -> ReloadResponse:
-    """Needs ``Authorization: Bearer <EXTD_ADMIN_TOKEN>``; disabled when no token is set.
-
-    A checkpoint that fails validation is refused and the model it would
-    replace keeps serving.
-    """
-    token = request.app.state.settings.admin_token
-    if token is None:
-        raise ProblemError(404, "admin_disabled", "set EXTD_ADMIN_TOKEN to enable admin endpoints")
-    given = request.headers.get("authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not secrets.compare_digest(given.encode(), expected.encode()):
-        raise ProblemError(
-            401,
-            "unauthorized",
-            "missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    registry = _registry(request)
+async def reload_models(registry: RegistryDep) -> ReloadResponse:
+    """A checkpoint that fails validation is refused; the model it would replace keeps serving."""
     report = await asyncio.to_thread(registry.refresh)
     return ReloadResponse(
         loaded=report.loaded,

@@ -3,6 +3,9 @@ import pytest
 import torch
 
 from model.boxes import batched_nms, box_iou, box_voting
+from model.paper_protocol import VOTE_IOU
+
+VOTING = {"iou_threshold": VOTE_IOU, "max_boxes": 750}
 
 
 def random_boxes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +95,7 @@ def test_nms_thresholds_apply_per_image():
 @pytest.mark.parametrize("seed", range(5))
 def test_box_voting_equals_the_published_loop(seed):
     boxes, scores = random_boxes(400, seed)
-    merged, merged_scores = box_voting(boxes.double(), scores.double())
+    merged, merged_scores = box_voting(boxes.double(), scores.double(), **VOTING)
     expected = sequential_vote(torch.cat((boxes, scores[:, None]), 1).double().numpy())
     assert merged.shape[0] == expected.shape[0]
     assert np.allclose(merged.numpy(), expected[:, :4], atol=1e-6)
@@ -101,10 +104,10 @@ def test_box_voting_equals_the_published_loop(seed):
 
 def test_box_voting_drops_lonely_boxes_and_caps_the_count():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [100, 100, 110, 110]])
-    merged, scores = box_voting(boxes, torch.tensor([0.9, 0.5, 0.8]))
+    merged, scores = box_voting(boxes, torch.tensor([0.9, 0.5, 0.8]), **VOTING)
     assert merged.shape == (1, 4)
     assert torch.allclose(merged, (boxes[0] * 0.9 + boxes[1] * 0.5) / 1.4)
     assert scores.tolist() == pytest.approx([0.9])
-    empty_boxes, empty_scores = box_voting(torch.zeros(0, 4), torch.zeros(0))
+    empty_boxes, empty_scores = box_voting(torch.zeros(0, 4), torch.zeros(0), **VOTING)
     assert empty_boxes.shape == (0, 4)
     assert empty_scores.shape == (0,)

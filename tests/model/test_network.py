@@ -15,12 +15,14 @@ def test_released_layouts_have_the_paper_parameter_counts(name, expected):
     assert count_parameters(EXTD(Variant.parse(name))) == expected
 
 
-def test_weights_of_the_reused_stage_are_shared():
+def test_one_stage_builds_all_six_maps():
     network = EXTD(Variant())
-    stage_params = {id(p) for p in network.stage.parameters()}
-    # One stage builds five maps, so the parameters exist once.
-    assert len(stage_params) == len(list(network.stage.parameters()))
-    assert count_parameters(network) < 200_000
+    calls = []
+    network.stage.register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    with torch.no_grad():
+        network(torch.zeros(1, 3, 256, 256))
+    # The same module (one set of weights) ran once per detection map, halving each time.
+    assert [shape[-1] for shape in calls] == [64, 32, 16, 8, 4, 2]
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=str)

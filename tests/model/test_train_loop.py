@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from helpers import FAST_FP32
 
 from model.checkpoint import Checkpoint, read_checkpoint
 from model.detector import Detector
@@ -70,7 +71,7 @@ def test_checkpoints_are_atomic_and_loadable(dev_split, tmp_path):
         "log.jsonl",
         "state-it3.pt",
     ]
-    Detector(tmp_path / "fpn-32-prelu-it3.safetensors")
+    Detector(tmp_path / "fpn-32-prelu-it3.safetensors", backend="torch")
 
 
 @pytest.mark.slow
@@ -121,7 +122,7 @@ def test_two_processes_with_gloo_stay_in_sync_and_only_rank_0_writes(dev_split, 
 
 
 def dev_ap(weights, split) -> dict[str, float]:
-    detector = Detector(weights, backend="openvino")
+    detector = Detector(weights, backend=FAST_FP32)
     return evaluate(predict_split(detector, split, progress=False), split).ap
 
 
@@ -203,7 +204,9 @@ def test_learns_from_scratch(dev_split, tmp_path):
 
     def hard_ap(weights) -> float:
         # At the training scale: the faces are about the size the crops taught.
-        predictions = predict_split(Detector(weights), split, max_side=128, progress=False)
+        predictions = predict_split(
+            Detector(weights, backend="torch"), split, max_side=128, progress=False
+        )
         return evaluate(predictions, split).ap["hard"]
 
     before, after = hard_ap(Checkpoint.from_network(untrained)), hard_ap(final)

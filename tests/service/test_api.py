@@ -8,9 +8,11 @@ import io
 import numpy as np
 import pytest
 import samples
+import torch
 from helpers import assert_same_faces
 from PIL import Image
 
+from model.backends import resolve_backend
 from model.images import open_image
 
 pytestmark = pytest.mark.slow
@@ -233,6 +235,24 @@ def test_deepstack_compatible_route(server, dev_images, reference_detectors):
     assert first["confidence"] >= 0.6
 
 
+def test_deepstack_route_goes_through_the_upload_limits(server, dev_images):
+    data = dev_images[0].read_bytes()
+    with server.client() as http:
+        two = http.post(
+            "/v1/vision/face", files=[("image", ("a.jpg", data)), ("image", ("b.jpg", data))]
+        )
+        assert assert_problem(two, 422, "too_many_images")["limit"] == 1
+        as_file = http.post(
+            "/v1/vision/face",
+            files={"image": ("a.jpg", data), "min_confidence": ("c.txt", b"0.6")},
+        )
+        assert_problem(as_file, 422, "invalid_parameters")
+        bad = http.post(
+            "/v1/vision/face", files={"image": ("a.jpg", data)}, data={"min_confidence": "high"}
+        )
+        assert_problem(bad, 422, "invalid_parameters")
+
+
 def test_metrics_are_exported(server, dev_images):
     with server.client() as http:
         http.post("/v1/detect", **upload(dev_images[1].read_bytes()))
@@ -251,6 +271,6 @@ def test_metrics_are_exported(server, dev_images):
         "process_resident_memory_bytes",
     ):
         assert name in text, name
-    # auto is OpenVINO fp32 on a CPU: the same faces as the torch reference, faster.
-    assert 'extd_model_info{backend="openvino",device="cpu",name="extd-64"' in text
+    backend = resolve_backend("auto", torch.device("cpu"))
+    assert f'extd_model_info{{backend="{backend}",device="cpu",name="extd-64"' in text
     assert 'route="/v1/detect"' in text

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from cli import run_cli
 from live_server import start_server, weights_folder
 from metrics_text import sample
 
@@ -139,3 +140,33 @@ def test_a_swap_under_load_drops_no_request(watched, spare, dev_images):
     assert swapped
     assert len(statuses) > 6
     assert set(statuses) == {200}
+
+
+def test_training_publishes_each_checkpoint_into_a_live_service(watched, dev_split, tmp_path):
+    target = watched.weights_dir / "trained.safetensors"
+    options = {
+        "--data-root": dev_split,
+        "--out": tmp_path / "run",
+        "--variant": "fpn-32-prelu",
+        "--limit-images": 4,
+        "--batch-size": 2,
+        "--input-size": 128,
+        "--iterations": 2,
+        "--workers": 0,
+        "--checkpoint-every": 1,
+        "--publish": target,
+    }
+    result = run_cli("train", *(str(part) for pair in options.items() for part in pair))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [p for p in watched.weights_dir.iterdir() if p.name.startswith(".")]
+
+    def served_iteration() -> int | None:
+        model = models(watched.url).get("trained")
+        return model and model["training"]["iteration"]
+
+    assert wait_until(lambda: served_iteration() == 2)
+    with watched.client() as http:
+        response = http.post(
+            "/v1/detect", params={"model": "trained"}, files={"images": ("a.png", samples_png())}
+        )
+    assert response.status_code == 200, response.text

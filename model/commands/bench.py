@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import time
@@ -19,11 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model.commands.arguments import add_options, build_detector
 from model.images import open_image
-
-DEFAULT_IMAGE = (
-    "../shared/data/wider_val_dev/images/12--Group/12_Group_Group_12_Group_Group_12_182.jpg"
-)
+from model.options import DetectorOptions
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -39,22 +36,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "bench", help="time the detector on one image size", description=__doc__
     )
     parser.add_argument("--weights", required=True, help="checkpoint file or registry name")
-    parser.add_argument("--backend", default="torch")
-    parser.add_argument("--device", default="cpu")
+    add_options(parser, DetectorOptions, only=("backend", "device"))
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     parser.add_argument(
-        "--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)"
+        "--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default: 640x480)"
     )
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs after the warm-up")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
     parser.add_argument(
-        "--image",
-        type=Path,
-        default=Path(os.environ.get("EXTD_BENCH_IMAGE", DEFAULT_IMAGE)),
-        help="a real photo to resize (default: $EXTD_BENCH_IMAGE or a WIDER dev image)",
+        "--runs", type=int, default=5, help="timed runs after the warm-up (default: 5)"
     )
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
+    parser.add_argument("--image", type=Path, required=True, help="a real photo to resize")
+    parser.add_argument("--json", action="store_true", help="last line: the result as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -64,13 +57,9 @@ def _sync(device: torch.device) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.detector import Detector
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    detector = Detector(
-        args.weights, device=args.device, backend=args.backend, batch_size=args.batch
-    )
+    detector = build_detector(args, batch_size=args.batch)
     width, height = args.size
     pixels = np.asarray(
         Image.fromarray(open_image(args.image)).resize((width, height), Image.BILINEAR)

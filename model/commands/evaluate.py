@@ -1,20 +1,20 @@
-"""``python -m model eval``: score a detector, or an existing prediction folder, on a split."""
+"""``python -m model eval``: score a detector, or a prediction folder, on a WIDER split."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from model.eval.ap import evaluate
+from model.commands.arguments import add_detector_options, build_detector, options_from
+from model.eval import SETTINGS, evaluate, load_split, predict_split, read_predictions
 from model.eval.plot import plot_curves
-from model.eval.predictions import read_predictions, write_predictions
-from model.eval.split import SETTINGS, load_split
+from model.eval.predictions import write_predictions
+from model.options import ScalePolicy
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from model.cli import add_detector_arguments
-
     parser = commands.add_parser(
         "eval",
         help="WIDER FACE AP (easy / medium / hard) of a detector or a prediction folder",
@@ -29,10 +29,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="checkpoint file or registry name to evaluate")
     source.add_argument("--pred", type=Path, help="score this prediction folder instead")
-    add_detector_arguments(parser, weights=False)
-    parser.add_argument("--protocol", choices=("single", "paper"), default="single")
+    add_detector_options(parser, weights=False)
     parser.add_argument(
-        "--limit", type=int, help="evaluate N images (every k-th, spanning all events)"
+        "--protocol",
+        choices=("single", "paper"),
+        default="single",
+        help="single scale, or the paper's multi-scale + flip test (default: single)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate N images, every k-th, spanning all events (default: all)",
     )
     parser.add_argument(
         "--pred-out", type=Path, help="write the predictions here (official format)"
@@ -52,18 +59,9 @@ def run(args: argparse.Namespace) -> int:
         predictions = read_predictions(args.pred)
         title = str(args.pred)
     else:
-        from model.detector import Detector
-        from model.eval.runner import predict_split
-
-        detector = Detector(args.weights, device=args.device, backend=args.backend)
-        predictions = predict_split(
-            detector,
-            split,
-            protocol=args.protocol,
-            scale=args.scale,
-            max_side=args.max_side,
-            max_area=args.max_area,
-        )
+        detector = build_detector(args)
+        policy = options_from(ScalePolicy, args)
+        predictions = predict_split(detector, split, protocol=args.protocol, **asdict(policy))
         title = f"{args.weights} ({args.protocol}, scale {args.scale or 'auto'}, {args.backend})"
         if args.pred_out:
             write_predictions(args.pred_out, predictions)
