@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +22,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from model.files import atomic_path
 from model.network import EXTD, count_parameters
 from model.variants import Variant
 
@@ -104,7 +103,6 @@ def check_keys(found: Mapping[str, Tensor], expected: Mapping[str, Tensor], *, w
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write a project checkpoint atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format": FORMAT,
         "variant": checkpoint.variant.name,
@@ -113,17 +111,8 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
         "training": json.dumps(checkpoint.training, sort_keys=True),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint.state_dict.items()}
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        save_file(tensors, tmp_path, metadata=metadata)
-        with open(tmp_path, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with atomic_path(path) as scratch:
+        save_file(tensors, scratch, metadata=metadata)
     return path
 
 

@@ -93,7 +93,15 @@ def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             data = response.read(entry.bytes + 1)
     except (urllib.error.URLError, OSError) as error:
-        raise WeightsError(f"{entry.name}: download from {url} failed: {error}") from error
+        reason = getattr(error, "reason", error)
+        raise WeightsError(
+            f"{entry.name}: download from {url} failed ({reason}). Without access to it:\n"
+            f"  - set {MIRROR_ENV} to a folder or base URL holding {entry.filename};\n"
+            "  - or run `python -m model weights pull` where there is access, and copy the "
+            "weights folder here;\n"
+            f"  - or mount a folder of checkpoints as {WEIGHTS_DIR_ENV} and set "
+            "EXTD_PULL_MISSING=false."
+        ) from error
     if len(data) > entry.bytes:
         raise WeightsError(f"{entry.name}: {url} is larger than the expected {entry.bytes} bytes")
     return data

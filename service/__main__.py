@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 
-import uvicorn
-
-from service.app import create_app
 from service.config import Settings
+from service.server import serve
 
 
 def main() -> None:
@@ -15,13 +14,7 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.drain_timeout_s,
-    )
+    sys.exit(serve(settings))
 
 
 if __name__ == "__main__":

@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
 
-from model.checkpoint import Checkpoint
+from model.checkpoint import Checkpoint, CheckpointError
 from model.detector import Detector
 from model.runtime import tune_allocator
-from model.weights import pull
+from model.weights import WeightsError, pull
 from service.batching import Batcher
 from service.config import Settings
+from service.lifecycle import Lifecycle, Phase
 from service.metrics import Metrics
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.middleware import BodyLimitMiddleware, DrainMiddleware, MetricsMiddleware
 from service.pipeline import Pipeline
 from service.problems import install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
@@ -33,7 +34,9 @@ Errors are RFC 9457 problem documents with a stable `code`.
 """
 
 
-def _load_models(settings: Settings, metrics: Metrics) -> ModelRegistry:
+def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
+    """The weights folder's models, built as the settings say; loads and drops counted."""
+
     def build(checkpoint: Checkpoint) -> Detector:
         return Detector(
             checkpoint,
@@ -53,33 +56,50 @@ def _load_models(settings: Settings, metrics: Metrics) -> ModelRegistry:
         metrics.model_loads.labels("loaded").inc(len(added))
         metrics.model_loads.labels("refused").inc(len(refused))
 
-    registry = ModelRegistry(
-        settings.weights_dir, build, default=settings.default_model, on_change=publish
+    return ModelRegistry(
+        settings.weights_dir,
+        build,
+        default=settings.default_model,
+        warm_sizes=settings.warm_sizes,
+        on_change=publish,
     )
-    if settings.pull_missing and not registry.checkpoint_files():
-        log.info("no checkpoints in %s: pulling the released ones", settings.weights_dir)
-        pull(directory=settings.weights_dir, mirror=settings.weights_mirror)
-    registry.refresh()
-    if not registry.all():
-        raise RuntimeError(f"no model could be loaded from {settings.weights_dir}")
-    default = registry.default_name
-    if registry.get(default) is None:
-        raise RuntimeError(f"the default model {default!r} is not in {settings.weights_dir}")
-    return registry
 
 
 def _info_labels(model: LoadedModel) -> tuple[str, str, str, str, str]:
     return model.name, model.variant, model.sha256, model.backend, model.device
 
 
+class StartupError(RuntimeError):
+    """The service cannot serve: no model, or the default model is missing."""
+
+
+def _load_models(
+    settings: Settings, registry: ModelRegistry, enter: Callable[[Phase], None]
+) -> None:
+    """Pull the released weights into an empty folder, load every model, then warm them."""
+    if settings.pull_missing and not registry.checkpoint_files():
+        log.info("no checkpoints in %s: pulling the released ones", settings.weights_dir)
+        pull(directory=settings.weights_dir, mirror=settings.weights_mirror)
+    registry.refresh(warm=False)
+    if not registry.all():
+        raise StartupError(f"no model could be loaded from {settings.weights_dir}")
+    default = registry.default_name
+    if registry.get(default) is None:
+        raise StartupError(f"the default model {default!r} is not in {settings.weights_dir}")
+    enter("warming")
+    registry.warm()
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the worker and load the models in the background: the port opens at once."""
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
+    lifecycle: Lifecycle = app.state.lifecycle
     tune_allocator()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    registry = await asyncio.to_thread(_load_models, settings, metrics)
+    registry = _registry(settings, metrics)
     batcher = Batcher(
         max_batch_size=settings.max_batch_size,
         max_batch_delay_s=settings.max_batch_delay_ms / 1000,
@@ -87,24 +107,39 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics=metrics,
     )
     batcher.start()
-    pipeline = Pipeline(settings, registry, batcher, metrics)
+    app.state.pipeline = Pipeline(settings, registry, batcher, metrics)
+    loop = asyncio.get_running_loop()
     stop_watching = threading.Event()
-    if settings.watch_weights:
-        registry.watch(settings.watch_interval_s, stop_watching)
-    app.state.registry, app.state.pipeline = registry, pipeline
-    app.state.ready = True
-    metrics.ready.set(1)
-    log.info(
-        "ready: models %s, default %s", [m.name for m in registry.all()], registry.default_name
-    )
+
+    def ready() -> None:
+        if settings.watch_weights:
+            registry.watch(settings.watch_interval_s, stop_watching)
+        lifecycle.enter("ready")
+        log.info(
+            "ready: models %s, default %s", [m.name for m in registry.all()], registry.default_name
+        )
+
+    def load() -> None:
+        try:
+            _load_models(
+                settings, registry, lambda phase: loop.call_soon_threadsafe(lifecycle.enter, phase)
+            )
+        except (StartupError, WeightsError, CheckpointError) as error:
+            loop.call_soon_threadsafe(lifecycle.fail, str(error))
+        except Exception as error:  # anything else must stop the service too, not hang it
+            log.exception("loading the models failed")
+            loop.call_soon_threadsafe(lifecycle.fail, f"loading the models failed: {error}")
+        else:
+            loop.call_soon_threadsafe(ready)
+
+    # A daemon thread: a stop while loading need not wait for the load to end.
+    threading.Thread(target=load, name="model-loader", daemon=True).start()
     try:
         yield
     finally:
-        app.state.ready = False
-        metrics.ready.set(0)
         stop_watching.set()
         await asyncio.to_thread(batcher.stop, settings.drain_timeout_s)
-        pipeline.close()
+        app.state.pipeline.close()
         log.info("stopped")
 
 
@@ -119,10 +154,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.ready = False
+    app.state.lifecycle = lifecycle = Lifecycle(metrics)
+    app.state.pipeline = None
     install_problem_handlers(app)
     for router in (detect.router, models.router, health.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -99,6 +99,18 @@ class Batcher:
             self._condition.notify_all()
         self._thread.join(timeout_s)
 
+    def refuse_queued(self) -> None:
+        """Take no new work and answer everything still queued with :class:`StoppingError`."""
+        with self._condition:
+            self._stopping = True
+            refused = list(self._queue)
+            self._queue.clear()
+            self.metrics.queue_depth.set(0)
+            self._condition.notify_all()
+        for job in refused:
+            self.metrics.cancelled.labels("stopping").inc()
+            job.resolve(error=StoppingError("the service stopped before this image was run"))
+
     def submit(
         self,
         model: LoadedModel,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.options import BACKENDS, DetectorOptions, help_text
 
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         _DETECTOR.bucket_step, ge=32, description=help_text(DetectorOptions, "bucket_step")
     )
 
+    warm_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
+        ((1024, 768), (768, 1024), (1920, 1080), (1080, 1920)),
+        description="image sizes (WIDTHxHEIGHT, comma-separated) whose input shapes are run "
+        "once per model before /readyz turns 200: 4:3 and 16:9 photos, both ways up",
+    )
     max_batch_size: int = Field(
         _DETECTOR.batch_size, ge=1, description=help_text(DetectorOptions, "batch_size")
     )
@@ -75,3 +80,18 @@ class Settings(BaseSettings):
     decode_threads: int = Field(
         default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, description="image decoding pool"
     )
+
+    @field_validator("warm_sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        """``"1024x768,768x1024"`` -> ``((1024, 768), (768, 1024))``; empty means none."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return tuple(
+                tuple(int(v) for v in size.lower().split("x"))
+                for size in value.replace(" ", "").split(",")
+                if size
+            )
+        except ValueError as error:
+            raise ValueError(f"expected WIDTHxHEIGHT[,WIDTHxHEIGHT...], got {value!r}") from error

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.config import Settings
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.problems import RETRY, ProblemError
@@ -28,11 +29,18 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_lifecycle(request: Request) -> Lifecycle:
+    return request.app.state.lifecycle
+
+
 def get_pipeline(request: Request) -> Pipeline:
-    pipeline = getattr(request.app.state, "pipeline", None)
-    if pipeline is None:
-        raise ProblemError(503, "not_ready", "the models are still loading", headers=RETRY)
-    return pipeline
+    """The pipeline, once the models are loaded and warm (stopping still serves accepted work)."""
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.phase in ("loading", "warming", "failed"):
+        raise ProblemError(
+            503, "not_ready", f"not ready: {lifecycle.phase}", headers=RETRY, reason=lifecycle.phase
+        )
+    return request.app.state.pipeline
 
 
 def get_registry(pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ModelRegistry:
@@ -41,6 +49,7 @@ def get_registry(pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ModelR
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 

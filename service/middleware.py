@@ -1,4 +1,4 @@
-"""ASGI middleware: request body limit and per-route HTTP metrics."""
+"""ASGI middleware: request body limit, the drain on shutdown, and per-route HTTP metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
-from service.problems import ProblemError, problem_response
+from service.problems import RETRY, ProblemError, problem_response
+
+# Paths that do work: counted in flight, refused while stopping. Health and docs stay open.
+WORK_PREFIX = "/v1/"
 
 
 class BodyLimitMiddleware:
@@ -48,6 +52,31 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class DrainMiddleware:
+    """Count API requests in flight; once stopping, refuse new ones with a 503 problem."""
+
+    def __init__(self, app: ASGIApp, *, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.lifecycle = lifecycle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(WORK_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if self.lifecycle.stopping:
+            response = problem_response(
+                503,
+                "shutting_down",
+                "the service is shutting down; try another replica",
+                instance=scope["path"],
+                headers=RETRY,
+            )
+            await response(scope, receive, send)
+            return
+        with self.lifecycle.request():
+            await self.app(scope, receive, send)
 
 
 class MetricsMiddleware:

@@ -61,6 +61,9 @@ class Pipeline:
         self.metrics.rejected.labels(reason).inc()
         return ProblemError(status, code, detail, **extra)
 
+    def _stopping(self, error: StoppingError) -> ProblemError:
+        return self._refuse("stopping", 503, "shutting_down", str(error), headers=RETRY)
+
     def _decode(self, index: int, data: bytes) -> np.ndarray:
         started = time.perf_counter()
         try:
@@ -112,9 +115,7 @@ class Pipeline:
             detail = f"server busy: {error}"
             raise self._refuse("queue_full", 429, "queue_full", detail, headers=RETRY) from error
         except StoppingError as error:
-            raise self._refuse(
-                "stopping", 503, "shutting_down", str(error), headers=RETRY
-            ) from error
+            raise self._stopping(error) from error
         faces = await self._wait(futures, ticket, is_disconnected)
         done = time.perf_counter()
         timings = {
@@ -146,6 +147,8 @@ class Pipeline:
             raise self._refuse("deadline", 504, "deadline_exceeded", detail) from error
         except CancelledError as error:
             raise ProblemError(499, "client_closed", "client closed the connection") from error
+        except StoppingError as error:
+            raise self._stopping(error) from error
         finally:
             if not gathered.done():
                 ticket.cancelled = (

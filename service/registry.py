@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,6 @@ from model.weights import DEFAULT_MODEL
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (PROJECT_SUFFIX, *RELEASE_SUFFIXES)
-WARMUP_SIZE = (480, 640)
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,12 @@ def _signature(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-def warm_up(detector: Detector) -> None:
-    """One forward pass at a typical size, so the first request pays no set-up cost."""
-    blank = np.zeros((*WARMUP_SIZE, 3), dtype=np.uint8)
-    detector.run([detector.prepare_array(blank, ScalePolicy())], [PostprocessOptions()])
+def warm_up(detector: Detector, sizes: Sequence[tuple[int, int]]) -> None:
+    """A forward pass at the input shape of each ``(width, height)`` image size, with the
+    service's default policy, so requests of those sizes pay no first-sight set-up cost."""
+    for width, height in sizes:
+        blank = np.zeros((height, width, 3), dtype=np.uint8)
+        detector.run([detector.prepare_array(blank, ScalePolicy())], [PostprocessOptions()])
 
 
 class ModelRegistry:
@@ -84,12 +85,14 @@ class ModelRegistry:
         build: Callable[[object], Detector],
         *,
         default: str | None = None,
+        warm_sizes: Sequence[tuple[int, int]] = (),
         on_change: Callable[[list[LoadedModel], list[LoadedModel], dict[str, str]], None]
         | None = None,
     ) -> None:
         self.directory = directory
         self._build = build
         self._requested_default = default
+        self.warm_sizes = tuple(warm_sizes)
         self._on_change = on_change
         self._models: dict[str, LoadedModel] = {}
         self._refused: dict[Path, tuple[int, int]] = {}
@@ -122,18 +125,25 @@ class ModelRegistry:
             files[path.stem] = path
         return files
 
-    def _load(self, name: str, path: Path, signature: tuple[int, int]) -> LoadedModel:
+    def _load(self, name: str, path: Path, signature: tuple[int, int], warm: bool) -> LoadedModel:
         checkpoint = read_checkpoint(path)
         detector = self._build(checkpoint)
-        warm_up(detector)
+        if warm:
+            warm_up(detector, self.warm_sizes)
         with torch.inference_mode():
             offsets, logits = detector.backend(torch.zeros(1, 3, 64, 64))
         if not (torch.isfinite(offsets).all() and torch.isfinite(logits).all()):
             raise CheckpointError(f"{path.name}: the network produces non-finite outputs")
         return LoadedModel(name, detector, path, checkpoint.num_parameters, signature)
 
-    def refresh(self) -> ReloadReport:
-        """Load new or changed files, drop models whose file is gone."""
+    def warm(self) -> None:
+        """Warm every loaded model at :attr:`warm_sizes`."""
+        for model in self.all():
+            warm_up(model.detector, self.warm_sizes)
+
+    def refresh(self, *, warm: bool = True) -> ReloadReport:
+        """Load new or changed files (warmed before they serve, unless ``warm`` is false),
+        drop models whose file is gone."""
         with self._lock:
             files = self.checkpoint_files()
             loaded, refused, added, dropped = [], {}, [], []
@@ -148,7 +158,7 @@ class ModelRegistry:
                 if self._refused.get(path) == signature:
                     continue
                 try:
-                    model = self._load(name, path, signature)
+                    model = self._load(name, path, signature, warm)
                 except (CheckpointError, OSError, RuntimeError, ValueError) as error:
                     self._refused[path] = signature
                     refused[name] = str(error)

@@ -10,9 +10,13 @@ from model.weights import pull
 from service.launcher import RunningServer, launch
 
 
+# Warming one shape is enough for tests that do not measure the first request.
+TEST_SETTINGS = {"EXTD_LOG_LEVEL": "info", "EXTD_WARM_SIZES": "640x480"}
+
+
 def start_server(folder: Path, env: dict[str, str] | None = None) -> RunningServer:
     try:
-        return launch(folder, {"EXTD_LOG_LEVEL": "info", **(env or {})})
+        return launch(folder, TEST_SETTINGS | (env or {}))
     except RuntimeError as error:
         pytest.fail(str(error))
 

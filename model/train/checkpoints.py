@@ -8,8 +8,6 @@ of one.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,10 @@ import torch
 from torch import nn
 
 from model.checkpoint import Checkpoint, save_checkpoint
+from model.files import atomic_path
 from model.train.config import RESUME_KEYS, TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-def atomic_torch_save(payload: dict, path: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        torch.save(payload, tmp)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,8 @@ class Checkpointer:
             ),
             "val_ap": training.get("val_ap"),
         }
-        atomic_torch_save(state, self.folder / f"state-it{iteration}.pt")
+        with atomic_path(self.folder / f"state-it{iteration}.pt") as scratch:
+            torch.save(state, scratch)
         return path
 
 

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from service.dependencies import MetricsDep, PipelineDep
-from service.problems import ProblemError
+from service.dependencies import LifecycleDep, MetricsDep
+from service.problems import RETRY, ProblemError
 from service.schemas import Problem
 
 router = APIRouter(tags=["operations"])
 
+REASONS = {
+    "loading": "the models are loading",
+    "warming": "the models are warming up at the configured sizes",
+    "stopping": "the service is stopping; accepted requests are finishing",
+    "failed": "the service could not start; see its log",
+}
 
-@router.get("/livez", summary="The process is up")
+
+@router.get("/livez", summary="The process is up (answers from the first second)")
 async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get(
     "/readyz",
-    responses={503: {"model": Problem}},
+    responses={503: {"model": Problem, "content": {"application/problem+json": {}}}},
     summary="Models are loaded and warmed up, and the worker takes requests",
 )
-async def readyz(request: Request, pipeline: PipelineDep) -> dict[str, object]:
-    if not request.app.state.ready:
-        raise ProblemError(503, "not_ready", "the service is stopping")
-    return {"status": "ready", "models": [m.name for m in pipeline.registry.all()]}
+async def readyz(request: Request, lifecycle: LifecycleDep) -> dict[str, object]:
+    """503 ``not_ready`` with ``reason`` ``loading``, ``warming`` or ``stopping`` otherwise."""
+    if not lifecycle.ready:
+        raise ProblemError(
+            503,
+            "not_ready",
+            REASONS[lifecycle.phase],
+            headers=RETRY,
+            reason=lifecycle.phase,
+        )
+    registry = request.app.state.pipeline.registry
+    return {"status": "ready", "models": [m.name for m in registry.all()]}
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")

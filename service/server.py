@@ -1,0 +1,75 @@
+"""Running the app under uvicorn: a drain on SIGTERM, and an exit status that says how it went.
+
+uvicorn alone closes its port on SIGTERM and, after its graceful timeout,
+answers whatever is still running with a plain-text 500. Here the first
+SIGTERM (or Ctrl-C) drains first (see :mod:`service.lifecycle`), and only
+then lets uvicorn close; a second one is uvicorn's own (Ctrl-C twice forces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.config import Settings
+from service.lifecycle import SETTLE_S, Lifecycle
+
+# Exit status when the service could not start serving (no weights, no model).
+STARTUP_FAILED = 3
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        super().__init__(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level=settings.log_level,
+                # The drain has already let accepted work finish; this only bounds the close.
+                timeout_graceful_shutdown=int(SETTLE_S),
+            )
+        )
+        self.app = app
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.app.state.lifecycle
+
+    async def serve(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._loop is None or sig not in (signal.SIGTERM, signal.SIGINT):
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))
+
+    async def _drain(self) -> None:
+        if not await self.lifecycle.drain(self.settings.drain_timeout_s):
+            # Out of time: what still waits is answered 503 shutting_down, never dropped.
+            self.app.state.pipeline.batcher.refuse_queued()
+            await self.lifecycle.drain(SETTLE_S)
+        self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.lifecycle.failure:
+            return True
+        return await super().on_tick(counter)
+
+
+def serve(settings: Settings) -> int:
+    """Serve until stopped; the process's exit status."""
+    app = create_app(settings)
+    DrainingServer(app, settings).run()
+    return STARTUP_FAILED if app.state.lifecycle.failure else 0
