@@ -88,7 +88,7 @@ def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:
         except OSError as error:
             raise WeightsError(f"{entry.name}: cannot read mirror file {path}: {error}") from error
     url = f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
-    log.info("downloading %s from %s", entry.name, url)
+    log.debug("downloading %s from %s", entry.name, url)
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             data = response.read(entry.bytes + 1)

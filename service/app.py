@@ -7,9 +7,11 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import torch
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from model.checkpoint import Checkpoint, CheckpointError
 from model.detector import Detector
@@ -21,7 +23,7 @@ from service.lifecycle import Lifecycle, Phase
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, DrainMiddleware, MetricsMiddleware
 from service.pipeline import Pipeline
-from service.problems import install_problem_handlers
+from service.problems import MEDIA_TYPE, install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
 from service.routes import detect, health, models
 
@@ -143,15 +145,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("stopped")
 
 
+def _problems_as_problem_json(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document with every error body under ``application/problem+json``,
+    the media type the server sends (FastAPI files response models under JSON)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operation in (o for path in schema["paths"].values() for o in path.values()):
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[0] in "45" and "application/json" in content:
+                        content[MEDIA_TYPE] = content.pop("application/json")
+        return app.openapi_schema
+
+    return openapi
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own assets: the docs work offline.
+    app = FastAPIOffline(
         title="EXTD face detection",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.openapi = _problems_as_problem_json(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle = Lifecycle(metrics)

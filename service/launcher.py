@@ -49,10 +49,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(
-    folder: Path, env: dict[str, str] | None = None, *, timeout_s: float = 180
-) -> RunningServer:
-    """Run the service with ``EXTD_*`` settings ``env``; logs go to ``folder/server.log``."""
+def start(folder: Path, env: dict[str, str] | None = None) -> RunningServer:
+    """Start the service with ``EXTD_*`` settings ``env``, without waiting for it;
+    logs go to ``folder/server.log``."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = folder / "server.log"
@@ -69,13 +68,19 @@ def launch(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = RunningServer(
+    return RunningServer(
         f"http://127.0.0.1:{port}", process, Path(settings["EXTD_WEIGHTS_DIR"]), log_path
     )
+
+
+def wait_ready(server: RunningServer, timeout_s: float = 180) -> RunningServer:
+    """Wait until ``/readyz`` answers 200; stop the server and raise if it does not."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()[-3000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}:\n{server.log()[-3000:]}"
+            )
         try:
             if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
                 return server
@@ -84,3 +89,10 @@ def launch(
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"server not ready after {timeout_s} s:\n{server.log()[-3000:]}")
+
+
+def launch(
+    folder: Path, env: dict[str, str] | None = None, *, timeout_s: float = 180
+) -> RunningServer:
+    """Start the service and wait until it is ready."""
+    return wait_ready(start(folder, env), timeout_s)

@@ -75,7 +75,7 @@ class Pipeline:
                 "image_too_large",
                 f"image {index}: {error}",
                 index=index,
-                max_pixels=self.settings.max_image_pixels,
+                limit=self.settings.max_image_pixels,
             ) from error
         except ImageError as error:
             detail = f"image {index}: {error}"

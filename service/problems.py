@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,30 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 RETRY = {"Retry-After": "1"}  # seconds a refused client should wait before trying again
 
+# Every code a problem can carry; the README's error table lists each one.
+ProblemCode = Literal[
+    "admin_disabled",
+    "body_too_large",
+    "client_closed",
+    "deadline_exceeded",
+    "http_error",
+    "image_too_large",
+    "internal_error",
+    "invalid_base64",
+    "invalid_parameters",
+    "invalid_request",
+    "method_not_allowed",
+    "model_not_found",
+    "not_found",
+    "not_ready",
+    "queue_full",
+    "shutting_down",
+    "too_many_images",
+    "unauthorized",
+    "unsupported_image",
+    "unsupported_media_type",
+]
+
 
 class ProblemError(Exception):
     """Raised anywhere in a request to answer with a problem document."""
@@ -27,7 +51,7 @@ class ProblemError(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ProblemCode,
         detail: str,
         *,
         headers: dict[str, str] | None = None,
@@ -50,7 +74,7 @@ def _phrase(status: int) -> str:
 
 def problem_response(
     status: int,
-    code: str,
+    code: ProblemCode,
     detail: str,
     *,
     instance: str | None = None,
@@ -69,7 +93,7 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
-_STATUS_CODES = {
+_STATUS_CODES: dict[int, ProblemCode] = {
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.options import SERVING, PostprocessOptions, ScalePolicy, help_text
+from service.problems import ProblemCode
 
 
 class DetectParams(BaseModel):
@@ -113,12 +114,28 @@ class ReloadResponse(BaseModel):
     models: list[str]
 
 
+class FieldError(BaseModel):
+    location: str = Field(description="where, e.g. query.score_threshold")
+    message: str
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details, with a stable ``code``."""
+    """RFC 9457 problem details (``application/problem+json``), with a stable ``code``."""
 
     type: str = "about:blank"
-    title: str
+    title: str = Field(description="the HTTP reason phrase")
     status: int
-    detail: str
-    code: str
-    instance: str | None = None
+    detail: str = Field(description="what went wrong and what to change")
+    code: ProblemCode
+    instance: str | None = Field(None, description="the request path")
+    index: int | None = Field(None, description="which image of the request (from 0)")
+    limit: int | None = Field(None, description="the limit that was exceeded")
+    reason: str | None = Field(None, description="not_ready: loading, warming or stopping")
+    errors: list[FieldError] | None = Field(None, description="invalid_parameters: each field")
+
+
+def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: a :class:`Problem` per error status, with its meaning."""
+    return {
+        status: {"model": Problem, "description": text} for status, text in descriptions.items()
+    }

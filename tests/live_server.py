@@ -9,7 +9,6 @@ import pytest
 from model.weights import pull
 from service.launcher import RunningServer, launch
 
-
 # Warming one shape is enough for tests that do not measure the first request.
 TEST_SETTINGS = {"EXTD_LOG_LEVEL": "info", "EXTD_WARM_SIZES": "640x480"}
 

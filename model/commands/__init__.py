@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from model.checkpoint import CheckpointError
-from model.commands import bench, checkpoints, detect, evaluate, train
+from model.commands import bench, checkpoints, data, detect, evaluate, train
+from model.fetch import DataError
 from model.images import ImageError
 from model.runtime import tune_allocator
 from model.weights import WeightsError
 
-COMMANDS = (detect, checkpoints, evaluate, train, bench)
+COMMANDS = (detect, checkpoints, evaluate, train, bench, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()
     try:
         return args.handler(args)
-    except (CheckpointError, WeightsError, ImageError, ValueError) as error:
+    except (CheckpointError, WeightsError, DataError, ImageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

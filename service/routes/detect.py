@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
@@ -20,23 +20,23 @@ from service.schemas import (
     DetectResponse,
     Face,
     ImageResult,
-    Problem,
+    problem_responses,
 )
 from service.uploads import Upload, read_uploads
 
 router = APIRouter(tags=["detection"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}, "description": text}
-    for status, text in {
+ERRORS = problem_responses(
+    {
         404: "unknown model",
         413: "body or image too large",
         415: "not an image, corrupt, or wrong content type",
         422: "bad parameters or request body",
         429: "queue full (see Retry-After)",
+        503: "not ready yet, or shutting down (see Retry-After)",
         504: "deadline passed",
-    }.items()
-}
+    }
+)
 
 _BINARY = {"type": "string", "format": "binary"}
 _BASE64 = {"type": "string", "format": "byte"}

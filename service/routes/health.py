@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.dependencies import LifecycleDep, MetricsDep
 from service.problems import RETRY, ProblemError
-from service.schemas import Problem
+from service.schemas import problem_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +25,7 @@ async def livez() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    responses={503: {"model": Problem, "content": {"application/problem+json": {}}}},
+    responses=problem_responses({503: "loading, warming or stopping (see reason)"}),
     summary="Models are loaded and warmed up, and the worker takes requests",
 )
 async def readyz(request: Request, lifecycle: LifecycleDep) -> dict[str, object]:

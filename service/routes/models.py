@@ -7,12 +7,17 @@ import asyncio
 from fastapi import APIRouter
 
 from service.dependencies import AdminDep, RegistryDep
-from service.schemas import ModelInfo, ModelList, Problem, ReloadResponse
+from service.schemas import ModelInfo, ModelList, ReloadResponse, problem_responses
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models", response_model=ModelList, summary="The loaded models")
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    responses=problem_responses({503: "not ready yet"}),
+    summary="The loaded models",
+)
 async def list_models(registry: RegistryDep) -> ModelList:
     default = registry.default_name
     return ModelList(
@@ -37,7 +42,9 @@ async def list_models(registry: RegistryDep) -> ModelList:
 @router.post(
     "/v1/admin/reload",
     response_model=ReloadResponse,
-    responses={401: {"model": Problem}, 404: {"model": Problem}},
+    responses=problem_responses(
+        {401: "missing or wrong admin token", 404: "admin endpoints are disabled"}
+    ),
     dependencies=[AdminDep],
     summary="Load new or changed checkpoints from the weights folder now",
 )
