@@ -29,6 +29,7 @@ from model.images import ImageInput, to_rgb_array
 from model.options import RELEASE, DetectorOptions, PostprocessOptions, ScalePolicy
 from model.paper_protocol import merge_passes, paper_passes
 from model.postprocess import detect_faces
+from model.runtime import trim_heap
 from model.variants import Variant
 from model.weights import load_checkpoint
 
@@ -63,13 +64,20 @@ class Detector:
         backend: str = _DEFAULTS.backend,
         bucket_step: int = _DEFAULTS.bucket_step,
         batch_size: int = _DEFAULTS.batch_size,
+        batch_pixels: int = _DEFAULTS.batch_pixels,
     ) -> None:
         self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self.device = torch.device(device)
         self.backend: Backend = create_backend(backend, self.checkpoint, self.device)
         self.bucket_step = bucket_step
         self.batch_size = batch_size
+        self.batch_pixels = batch_pixels
         self._mean = torch.tensor(MEAN_RGB, device=self.device).view(3, 1, 1)
+
+    def release_memory(self) -> None:
+        """Give back what the backend and the heap keep from the largest inputs seen so far."""
+        self.backend.release_memory()
+        trim_heap()
 
     @property
     def variant(self) -> Variant:
@@ -82,31 +90,39 @@ class Detector:
         pixels = to_rgb_array(image)
         return self.prepare_array(pixels, policy or ScalePolicy(), flip=flip)
 
+    def sizes(
+        self, height: int, width: int, policy: ScalePolicy
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(resized, input_shape)`` of a ``height x width`` image: the size the policy
+        gives it, and the network input it runs in (padded to its bucket unless exact)."""
+        factor = policy.factor(height, width)
+        resized = (max(1, round(height * factor)), max(1, round(width * factor)))
+        if policy.exact:
+            return resized, resized
+        step = self.bucket_step
+        return resized, (-(-resized[0] // step) * step, -(-resized[1] // step) * step)
+
     def prepare_array(
         self, pixels: np.ndarray, policy: ScalePolicy, *, flip: bool = False
     ) -> PreparedImage:
         height, width = pixels.shape[:2]
-        factor = policy.factor(height, width)
-        resized = (max(1, round(height * factor)), max(1, round(width * factor)))
-        if policy.exact:
-            input_shape = resized
-        else:
-            step = self.bucket_step
-            input_shape = (-(-resized[0] // step) * step, -(-resized[1] // step) * step)
+        resized, input_shape = self.sizes(height, width, policy)
         tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
         return PreparedImage(tensor, (height, width), resized, input_shape, flip)
 
     def run(
         self, items: Sequence[PreparedImage], options: Sequence[PostprocessOptions]
     ) -> list[np.ndarray]:
-        """Detect on prepared images: one forward pass per input shape (and batch_size)."""
+        """Detect on prepared images: one forward pass per input shape, within
+        ``batch_size`` images and ``batch_pixels`` input pixels."""
         results: list[np.ndarray | None] = [None] * len(items)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, item in enumerate(items):
             groups[item.input_shape].append(index)
         for shape, indices in groups.items():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
+            per_pass = max(1, min(self.batch_size, self.batch_pixels // (shape[0] * shape[1])))
+            for start in range(0, len(indices), per_pass):
+                chunk = indices[start : start + per_pass]
                 faces = self._run_batch(
                     [items[i] for i in chunk], [options[i] for i in chunk], shape
                 )

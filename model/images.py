@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +39,11 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
-def open_image(source: bytes | str | Path, *, max_pixels: int | None = None) -> np.ndarray:
-    """Decode an encoded image into an upright ``H x W x 3`` RGB uint8 array.
-
-    The header is read first: an image over ``max_pixels`` is refused before
-    any pixel is decoded, so decompression bombs cost nothing.
-    """
-    name = "image bytes" if isinstance(source, bytes) else str(source)
+@contextmanager
+def _opened(source: bytes | str | Path, max_pixels: int | None) -> Iterator[Image.Image]:
+    """The image with only its header read (refused over ``max_pixels``); every failure,
+    now or while decoding in the caller's block, as an :class:`ImageError`."""
+    name = image_name(source)
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
@@ -55,8 +55,7 @@ def open_image(source: bytes | str | Path, *, max_pixels: int | None = None) -> 
                         f"{name}: {width}x{height} is {width * height} pixels, "
                         f"over the limit of {max_pixels}"
                     )
-                image.load()
-                return check_array(_pil_to_rgb(image), name=name)
+                yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(f"{name}: {error}") from error
     except FileNotFoundError as error:
@@ -67,6 +66,27 @@ def open_image(source: bytes | str | Path, *, max_pixels: int | None = None) -> 
         raise
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageError(f"{name}: corrupt or truncated image ({error})") from error
+
+
+def image_size(source: bytes | str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` from the header alone, so work can be refused before decoding."""
+    with _opened(source, max_pixels) as image:
+        return image.size
+
+
+def open_image(source: bytes | str | Path, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an encoded image into an upright ``H x W x 3`` RGB uint8 array.
+
+    The header is read first: an image over ``max_pixels`` is refused before
+    any pixel is decoded, so decompression bombs cost nothing.
+    """
+    with _opened(source, max_pixels) as image:
+        image.load()
+        return check_array(_pil_to_rgb(image), name=image_name(source))
+
+
+def image_name(source: bytes | str | Path) -> str:
+    return "image bytes" if isinstance(source, bytes) else str(source)
 
 
 def check_array(array: np.ndarray, *, name: str = "array") -> np.ndarray:

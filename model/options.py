@@ -38,6 +38,11 @@ class DetectorOptions:
     device: str = described("cpu", "torch device: cpu, cuda, cuda:1, ...")
     bucket_step: int = described(128, "padded input sizes are multiples of this")
     batch_size: int = described(16, "images per forward pass at most")
+    batch_pixels: int = described(
+        3 * 2**20,
+        "network input pixels per forward pass at most (a larger image still runs, alone): "
+        "activations take about 0.7 KB per input pixel, so this bounds a batch's memory",
+    )
 
 
 @dataclass(frozen=True)

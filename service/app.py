@@ -17,15 +17,16 @@ from model.checkpoint import Checkpoint, CheckpointError
 from model.detector import Detector
 from model.runtime import tune_allocator
 from model.weights import WeightsError, pull
+from service.auth import ApiKeys, FailureThrottle, read_key_hashes
 from service.batching import Batcher
 from service.config import Settings
 from service.lifecycle import Lifecycle, Phase
 from service.metrics import Metrics
-from service.middleware import BodyLimitMiddleware, DrainMiddleware, MetricsMiddleware
+from service.middleware import DrainMiddleware, LimitsMiddleware, MetricsMiddleware
 from service.pipeline import Pipeline
 from service.problems import MEDIA_TYPE, install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
-from service.routes import detect, health, models
+from service.routes import admin, detect, health, models
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
             backend=settings.backend,
             bucket_step=settings.bucket_step,
             batch_size=settings.max_batch_size,
+            batch_pixels=settings.max_batch_pixels,
         )
 
     def publish(
@@ -53,8 +55,11 @@ def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
     ) -> None:
         for model in dropped:
             metrics.model_info.remove(*_info_labels(model))
+        replaced = {model.name: model.variant for model in dropped}
         for model in added:
             metrics.model_info.labels(*_info_labels(model)).set(1)
+            if replaced.get(model.name, model.variant) != model.variant:
+                metrics.variant_changes.labels(model.name).inc()
         metrics.model_loads.labels("loaded").inc(len(added))
         metrics.model_loads.labels("refused").inc(len(refused))
 
@@ -107,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_batch_delay_s=settings.max_batch_delay_ms / 1000,
         capacity=settings.queue_size,
         metrics=metrics,
+        steady_shapes=lambda: registry.warm_shapes,
     )
     batcher.start()
     app.state.pipeline = Pipeline(settings, registry, batcher, metrics)
@@ -177,11 +183,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle = Lifecycle(metrics)
+    app.state.api_keys = ApiKeys(
+        read_key_hashes(
+            settings.api_keys.get_secret_value() if settings.api_keys else None,
+            settings.api_keys_file,
+        ),
+        rate_per_s=settings.api_rate_per_s,
+        burst=settings.api_burst,
+    )
+    app.state.failures = FailureThrottle()
     app.state.pipeline = None
     install_problem_handlers(app)
-    for router in (detect.router, models.router, health.router):
+    for router in (detect.router, models.router, admin.router, health.router):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        LimitsMiddleware,
+        max_header_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+    )
     app.add_middleware(DrainMiddleware, lifecycle=lifecycle)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -14,11 +14,13 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.detector import PreparedImage
+from model.detector import Detector, PreparedImage
 from model.options import PostprocessOptions
 from service.metrics import Metrics
 from service.registry import LoadedModel
@@ -74,17 +76,65 @@ class Job:
         self.loop.call_soon_threadsafe(settle)
 
 
+@dataclass
+class Reservation:
+    """Queue room held for a request while its images are decoded."""
+
+    count: int
+
+
+class MemoryGuard:
+    """When the worker is idle, models give back what unusual inputs made them keep.
+
+    Backends keep buffers sized for the largest shape they ran and an entry per
+    shape (OpenVINO: 4 GB after one 6-megapixel image, 1.5 MB per new size).
+    Shapes the service warms up stay; a larger one, or many new ones, are
+    released once the queue is empty.
+    """
+
+    NEW_SHAPES = 32
+
+    def __init__(self, steady_shapes: Callable[[], set[tuple[int, int]]]) -> None:
+        self.steady_shapes = steady_shapes
+        self._grown: set[Detector] = set()
+        self._new: dict[Detector, set[tuple[int, int]]] = defaultdict(set)
+
+    def ran(self, detector: Detector, shape: tuple[int, int]) -> None:
+        steady = self.steady_shapes()
+        if shape in steady:
+            return
+        largest = max((h * w for h, w in steady), default=0)
+        self._new[detector].add(shape)
+        if shape[0] * shape[1] > largest or len(self._new[detector]) >= self.NEW_SHAPES:
+            self._grown.add(detector)
+
+    def release_if_due(self) -> None:
+        for detector in self._grown:
+            log.info("releasing memory kept for unusual input sizes")
+            detector.release_memory()
+            self._new.pop(detector, None)
+        self._grown.clear()
+
+
 class Batcher:
     """Collects images from many requests so the network runs on batches, not single images."""
 
     def __init__(
-        self, *, max_batch_size: int, max_batch_delay_s: float, capacity: int, metrics: Metrics
+        self,
+        *,
+        max_batch_size: int,
+        max_batch_delay_s: float,
+        capacity: int,
+        metrics: Metrics,
+        steady_shapes: Callable[[], set[tuple[int, int]]] = set,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
         self.capacity = capacity
         self.metrics = metrics
         self._queue: deque[Job] = deque()
+        self._reserved = 0
+        self.memory = MemoryGuard(steady_shapes)
         self._condition = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._work, name="batch-worker", daemon=True)
@@ -111,23 +161,43 @@ class Batcher:
             self.metrics.cancelled.labels("stopping").inc()
             job.resolve(error=StoppingError("the service stopped before this image was run"))
 
+    @contextmanager
+    def reserve(self, count: int) -> Iterator[Reservation]:
+        """Hold queue room for a request's images before they are decoded, so that a
+        refusal (:class:`QueueFullError`, :class:`StoppingError`) costs no decoding.
+        Room not used by :meth:`submit` is given back on exit."""
+        with self._condition:
+            if self._stopping:
+                raise StoppingError("the service is shutting down")
+            taken = len(self._queue) + self._reserved
+            if taken + count > self.capacity:
+                raise QueueFullError(f"{taken} images queued, room for {self.capacity - taken}")
+            self._reserved += count
+        reservation = Reservation(count)
+        try:
+            yield reservation
+        finally:
+            with self._condition:
+                self._reserved -= reservation.count
+
     def submit(
         self,
+        reservation: Reservation,
         model: LoadedModel,
         items: list[PreparedImage],
         options: PostprocessOptions,
         ticket: Ticket,
     ) -> list[asyncio.Future]:
-        """Queue all images of a request, or none (raises :class:`QueueFullError`)."""
+        """Queue a request's images into the room it reserved."""
         loop = asyncio.get_running_loop()
         jobs = [Job(model, item, options, ticket, loop.create_future(), loop) for item in items]
         with self._condition:
             if self._stopping:
                 raise StoppingError("the service is shutting down")
-            if len(self._queue) + len(jobs) > self.capacity:
-                raise QueueFullError(
-                    f"{len(self._queue)} images queued, room for {self.capacity - len(self._queue)}"
-                )
+            if len(jobs) > reservation.count:
+                raise ValueError(f"{len(jobs)} images for a reservation of {reservation.count}")
+            reservation.count -= len(jobs)
+            self._reserved -= len(jobs)
             self._queue.extend(jobs)
             self.metrics.queue_depth.set(len(self._queue))
             self._condition.notify()
@@ -159,6 +229,8 @@ class Batcher:
                 log.exception("batch failed")
                 for job in batch:
                     job.resolve(error=error)
+            if not self._queue:
+                self.memory.release_if_due()
 
     def _run(self, batch: list[Job]) -> None:
         now = time.monotonic()
@@ -183,6 +255,7 @@ class Batcher:
                 for job in jobs:
                     job.resolve(error=error)
                 continue
+            self.memory.ran(model.detector, jobs[0].item.input_shape)
             self.metrics.inference_duration.labels(model.name).observe(time.monotonic() - started)
             self.metrics.batch_size.labels(model.name).observe(len(jobs))
             self.metrics.images.labels(model.name).inc(len(jobs))

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.options import BACKENDS, DetectorOptions, help_text
@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="bearer token for /v1/admin endpoints (disabled when unset)"
     )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="comma-separated API keys that /v1/* requires "
+        "(Authorization: Bearer or X-API-Key); open when neither this nor the file is set",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="API keys, one per line; a line sha256:<hex> stores only the key's hash"
+    )
+    api_rate_per_s: float = Field(
+        0.0, ge=0, description="requests a second per API key (0: no limit)"
+    )
+    api_burst: int = Field(20, ge=1, description="requests a key may make at once above its rate")
+    protect_metrics: bool = Field(False, description="/metrics needs an API key too")
 
     device: str = Field(_DETECTOR.device, description=help_text(DetectorOptions, "device"))
     backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]
@@ -59,18 +72,37 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(
         _DETECTOR.batch_size, ge=1, description=help_text(DetectorOptions, "batch_size")
     )
+    max_batch_pixels: int = Field(
+        _DETECTOR.batch_pixels, ge=1, description=help_text(DetectorOptions, "batch_pixels")
+    )
     max_batch_delay_ms: float = Field(
         5.0, ge=0, description="how long the worker waits to fill a batch"
     )
     queue_size: int = Field(64, ge=1, description="images waiting at most; beyond, 429")
-    request_timeout_ms: int = Field(30_000, ge=1, description="default deadline of a request")
+    request_timeout_ms: int = Field(
+        30_000, ge=1, description="default deadline of a request (timeout_ms overrides it)"
+    )
     drain_timeout_s: float = Field(
-        60.0, gt=0, description="on SIGTERM, how long accepted work may take to finish"
+        60.0,
+        gt=0,
+        description="on SIGTERM, how long accepted work may take to finish; also the longest "
+        "deadline a request may ask for",
     )
 
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="larger images are refused before decoding"
+    )
+    max_request_pixels: int = Field(
+        64_000_000, ge=1, description="decoded pixels of a request's images together, at most"
+    )
+    max_input_pixels: int = Field(
+        _DETECTOR.batch_pixels,
+        ge=1,
+        description="network input pixels per image (after scale or max_side), at most",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="request headers together, at most; beyond, 431"
     )
     max_images_per_request: int = Field(16, ge=1)
 
@@ -80,6 +112,15 @@ class Settings(BaseSettings):
     decode_threads: int = Field(
         default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, description="image decoding pool"
     )
+
+    @model_validator(mode="after")
+    def _deadlines_fit_the_drain(self) -> Settings:
+        if self.request_timeout_ms > self.drain_timeout_s * 1000:
+            raise ValueError(
+                "request_timeout_ms must fit in drain_timeout_s: a shutdown would cut "
+                "requests that are still within their deadline"
+            )
+        return self
 
     @field_validator("warm_sizes", mode="before")
     @classmethod

@@ -11,8 +11,9 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.auth import ApiKeys, FailureThrottle, retry_after
 from service.config import Settings
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
@@ -60,7 +61,43 @@ admin_bearer = HTTPBearer(
 )
 
 
+api_bearer = HTTPBearer(
+    scheme_name="apiKey",
+    description="an API key (EXTD_API_KEYS); needed only when keys are configured",
+    auto_error=False,
+)
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKeyHeader",
+    description="the same API key, in a header of its own",
+    auto_error=False,
+)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _unauthorized(request: Request, detail: str) -> ProblemError:
+    """Count a wrong token against the client; 401 now, 429 once it keeps trying."""
+    failures: FailureThrottle = request.app.state.failures
+    failures.failed(_client(request))
+    return ProblemError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _throttled(request: Request) -> None:
+    wait = request.app.state.failures.wait(_client(request))
+    if wait:
+        raise ProblemError(
+            429,
+            "rate_limited",
+            "too many wrong tokens from this address: wait before trying again",
+            headers=retry_after(wait),
+        )
+
+
 def require_admin(
+    request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
 ) -> None:
@@ -68,14 +105,51 @@ def require_admin(
     token = settings.admin_token
     if token is None:
         raise ProblemError(404, "admin_disabled", "set EXTD_ADMIN_TOKEN to enable admin endpoints")
+    _throttled(request)
     given = credentials.credentials if credentials else ""
     if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise ProblemError(
-            401,
-            "unauthorized",
-            "missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise _unauthorized(request, "missing or wrong admin bearer token")
+
+
+def require_api_key(
+    request: Request,
+    metrics: MetricsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
+    header: Annotated[str | None, Depends(api_key_header)],
+) -> None:
+    """With API keys configured, a valid key in ``Authorization: Bearer`` or ``X-API-Key``,
+    within its rate limit; without, nothing."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled:
+        return
+    _throttled(request)
+    key = keys.identify(header or (bearer.credentials if bearer else ""))
+    if key is None:
+        raise _unauthorized(
+            request, "missing or wrong API key (Authorization: Bearer or X-API-Key)"
         )
+    wait = keys.take(key)
+    if wait:
+        raise ProblemError(
+            429,
+            "rate_limited",
+            f"API key {key} is over its rate of {keys.rate_per_s:g} requests a second",
+            headers=retry_after(wait),
+        )
+    metrics.api_requests.labels(key).inc()
+
+
+def require_metrics_key(
+    request: Request,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
+    header: Annotated[str | None, Depends(api_key_header)],
+) -> None:
+    """``/metrics`` asks for an API key only with ``EXTD_PROTECT_METRICS``."""
+    if settings.protect_metrics:
+        require_api_key(request, metrics, bearer, header)
 
 
 AdminDep = Depends(require_admin)
+ApiKeyDep = Depends(require_api_key)

@@ -105,6 +105,18 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.variant_changes = Counter(
+            "extd_model_variant_changes_total",
+            "A checkpoint replaced by one of another variant under the same name",
+            ["name"],
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "extd_api_requests_total",
+            "Requests accepted per API key (named by its hash's first 12 hex digits)",
+            ["key"],
+            registry=r,
+        )
         self.ready = Gauge("extd_ready", "1 when models are loaded and warmed up", registry=r)
 
     def render(self) -> tuple[bytes, str]:

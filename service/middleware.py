@@ -14,12 +14,17 @@ from service.problems import RETRY, ProblemError, problem_response
 WORK_PREFIX = "/v1/"
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with a 413, by Content-Length or while streaming."""
+class LimitsMiddleware:
+    """Refuse headers over ``max_header_bytes`` (431) and bodies over ``max_body_bytes`` (413,
+    by Content-Length or while streaming). The HTTP parser bounds headers too, but only
+    per read; this is the exact limit, answered with a problem document."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_header_bytes: int, max_body_bytes: int, metrics: Metrics
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_bytes = max_body_bytes
         self.metrics = metrics
 
     def _error(self) -> ProblemError:
@@ -28,13 +33,22 @@ class BodyLimitMiddleware:
             413, "body_too_large", f"request body over {self.max_bytes} bytes", limit=self.max_bytes
         )
 
+    def _refusal(self, scope: Scope) -> ProblemError | None:
+        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            self.metrics.rejected.labels("headers_too_large").inc()
+            detail = f"request headers of {header_bytes} bytes, over {self.max_header_bytes}"
+            return ProblemError(431, "headers_too_large", detail, limit=self.max_header_bytes)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return self._error()
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            error = self._error()
+        if error := self._refusal(scope):
             response = problem_response(
                 error.status, error.code, error.detail, instance=scope["path"], **error.extra
             )

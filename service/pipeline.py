@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.images import ImageError, ImageTooLargeError, open_image
+from model.images import ImageError, ImageTooLargeError, image_size, open_image
 from model.options import PostprocessOptions, ScalePolicy
 from service.batching import (
     Batcher,
@@ -64,26 +64,78 @@ class Pipeline:
     def _stopping(self, error: StoppingError) -> ProblemError:
         return self._refuse("stopping", 503, "shutting_down", str(error), headers=RETRY)
 
-    def _decode(self, index: int, data: bytes) -> np.ndarray:
-        started = time.perf_counter()
-        try:
-            pixels = open_image(data, max_pixels=self.settings.max_image_pixels)
-        except ImageTooLargeError as error:
-            raise self._refuse(
+    def _image_error(self, index: int, error: ImageError) -> ProblemError:
+        if isinstance(error, ImageTooLargeError):
+            return self._refuse(
                 "image_too_large",
                 413,
                 "image_too_large",
                 f"image {index}: {error}",
                 index=index,
                 limit=self.settings.max_image_pixels,
-            ) from error
-        except ImageError as error:
-            detail = f"image {index}: {error}"
+            )
+        detail = f"image {index}: {error}"
+        return self._refuse("bad_image", 415, "unsupported_image", detail, index=index)
+
+    def _check_work(self, payloads: list[bytes], model: LoadedModel, policy: ScalePolicy) -> None:
+        """Refuse, from the headers and the parameters alone, what would cost too much:
+        an image over the decoded or network-input pixel limits, or a request over its total."""
+        settings, total = self.settings, 0
+        for index, data in enumerate(payloads):
+            try:
+                width, height = image_size(data, max_pixels=settings.max_image_pixels)
+            except ImageError as error:
+                raise self._image_error(index, error) from error
+            total += width * height
+            _, (rows, cols) = model.detector.sizes(height, width, policy)
+            if rows * cols > settings.max_input_pixels:
+                raise self._refuse(
+                    "input_too_large",
+                    413,
+                    "input_too_large",
+                    f"image {index} would run at {cols}x{rows} = {rows * cols} network input "
+                    f"pixels, over the limit of {settings.max_input_pixels}: lower scale or "
+                    "set max_side",
+                    index=index,
+                    limit=settings.max_input_pixels,
+                )
+        if total > settings.max_request_pixels:
             raise self._refuse(
-                "bad_image", 415, "unsupported_image", detail, index=index
-            ) from error
+                "request_too_large",
+                413,
+                "request_too_large",
+                f"the images hold {total} pixels together, over the limit of "
+                f"{settings.max_request_pixels}: send fewer or smaller images per request",
+                limit=settings.max_request_pixels,
+            )
+
+    def _decode(self, index: int, data: bytes, ticket: Ticket) -> np.ndarray:
+        """Decode one image on a pool thread, unless its request has already given up."""
+        if ticket.cancelled or time.monotonic() > ticket.deadline:
+            raise self._deadline()
+        started = time.perf_counter()
+        try:
+            pixels = open_image(data, max_pixels=self.settings.max_image_pixels)
+        except ImageError as error:
+            raise self._image_error(index, error) from error
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
         return pixels
+
+    def _deadline(self) -> ProblemError:
+        detail = "the request's deadline passed before its faces were found"
+        return self._refuse("deadline", 504, "deadline_exceeded", detail)
+
+    def _ticket(self, timeout_ms: int | None) -> Ticket:
+        limit_ms = int(self.settings.drain_timeout_s * 1000)
+        if timeout_ms is not None and timeout_ms > limit_ms:
+            raise ProblemError(
+                422,
+                "invalid_parameters",
+                f"timeout_ms must be at most {limit_ms} (EXTD_DRAIN_TIMEOUT_S): a shutdown "
+                "lets accepted requests run that long",
+                limit=limit_ms,
+            )
+        return Ticket(time.monotonic() + (timeout_ms or self.settings.request_timeout_ms) / 1000)
 
     async def detect(
         self,
@@ -95,22 +147,25 @@ class Pipeline:
         timeout_ms: int | None,
         is_disconnected: Callable[[], Awaitable[bool]],
     ) -> Detection:
+        """Check, reserve queue room, decode, queue and wait; refusals come first and cheap."""
         started = time.perf_counter()
-        ticket = Ticket(time.monotonic() + (timeout_ms or self.settings.request_timeout_ms) / 1000)
+        ticket = self._ticket(timeout_ms)
+        self._check_work(payloads, model, policy)
         loop = asyncio.get_running_loop()
-        decoding = [
-            loop.run_in_executor(self.decode_pool, self._decode, i, data)
-            for i, data in enumerate(payloads)
-        ]
-        decoded_or_errors = await asyncio.gather(*decoding, return_exceptions=True)
-        for outcome in decoded_or_errors:  # report the first bad image by index
-            if isinstance(outcome, BaseException):
-                raise outcome
-        pixels = list(decoded_or_errors)
-        items = [model.detector.prepare_array(p, policy) for p in pixels]
-        decoded = time.perf_counter()
         try:
-            futures = self.batcher.submit(model, items, options, ticket)
+            with self.batcher.reserve(len(payloads)) as reservation:
+                decoding = [
+                    loop.run_in_executor(self.decode_pool, self._decode, i, data, ticket)
+                    for i, data in enumerate(payloads)
+                ]
+                outcomes = await asyncio.gather(*decoding, return_exceptions=True)
+                for outcome in outcomes:  # report the first bad image by index
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                pixels = list(outcomes)
+                items = [model.detector.prepare_array(p, policy) for p in pixels]
+                decoded = time.perf_counter()
+                futures = self.batcher.submit(reservation, model, items, options, ticket)
         except QueueFullError as error:
             detail = f"server busy: {error}"
             raise self._refuse("queue_full", 429, "queue_full", detail, headers=RETRY) from error
@@ -143,8 +198,7 @@ class Pipeline:
                 if await is_disconnected():
                     raise CancelledError("client went away")
         except DeadlineExceededError as error:
-            detail = "the request's deadline passed before its faces were found"
-            raise self._refuse("deadline", 504, "deadline_exceeded", detail) from error
+            raise self._deadline() from error
         except CancelledError as error:
             raise ProblemError(499, "client_closed", "client closed the connection") from error
         except StoppingError as error:

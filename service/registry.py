@@ -68,12 +68,16 @@ def _signature(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-def warm_up(detector: Detector, sizes: Sequence[tuple[int, int]]) -> None:
+def warm_up(detector: Detector, sizes: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
     """A forward pass at the input shape of each ``(width, height)`` image size, with the
-    service's default policy, so requests of those sizes pay no first-sight set-up cost."""
+    service's default policy, so requests of those sizes pay no first-sight set-up cost.
+    Returns the input shapes run."""
+    shapes = set()
     for width, height in sizes:
-        blank = np.zeros((height, width, 3), dtype=np.uint8)
-        detector.run([detector.prepare_array(blank, ScalePolicy())], [PostprocessOptions()])
+        item = detector.prepare_array(np.zeros((height, width, 3), np.uint8), ScalePolicy())
+        detector.run([item], [PostprocessOptions()])
+        shapes.add(item.input_shape)
+    return shapes
 
 
 class ModelRegistry:
@@ -93,6 +97,7 @@ class ModelRegistry:
         self._build = build
         self._requested_default = default
         self.warm_sizes = tuple(warm_sizes)
+        self.warm_shapes: set[tuple[int, int]] = set()
         self._on_change = on_change
         self._models: dict[str, LoadedModel] = {}
         self._refused: dict[Path, tuple[int, int]] = {}
@@ -129,7 +134,7 @@ class ModelRegistry:
         checkpoint = read_checkpoint(path)
         detector = self._build(checkpoint)
         if warm:
-            warm_up(detector, self.warm_sizes)
+            self.warm_shapes |= warm_up(detector, self.warm_sizes)
         with torch.inference_mode():
             offsets, logits = detector.backend(torch.zeros(1, 3, 64, 64))
         if not (torch.isfinite(offsets).all() and torch.isfinite(logits).all()):
@@ -139,12 +144,13 @@ class ModelRegistry:
     def warm(self) -> None:
         """Warm every loaded model at :attr:`warm_sizes`."""
         for model in self.all():
-            warm_up(model.detector, self.warm_sizes)
+            self.warm_shapes |= warm_up(model.detector, self.warm_sizes)
 
     def refresh(self, *, warm: bool = True) -> ReloadReport:
         """Load new or changed files (warmed before they serve, unless ``warm`` is false),
         drop models whose file is gone."""
         with self._lock:
+            default = self.default_name
             files = self.checkpoint_files()
             loaded, refused, added, dropped = [], {}, [], []
             for name, path in files.items():
@@ -167,6 +173,14 @@ class ModelRegistry:
                 self._refused.pop(path, None)
                 if current:
                     dropped.append(current)
+                    if current.variant != model.variant:
+                        log.warning(
+                            "model %s changed variant: %s -> %s (%s was replaced)",
+                            name,
+                            current.variant,
+                            model.variant,
+                            path.name,
+                        )
                 self._models[name] = model
                 added.append(model)
                 loaded.append(name)
@@ -175,6 +189,10 @@ class ModelRegistry:
             for name in removed:
                 dropped.append(self._models.pop(name))
                 log.info("unloaded model %s: its file is gone", name)
+            if default and self.default_name != default:
+                log.warning("the default model is now %s (was %s)", self.default_name, default)
+            if self.default_name and self.default_name not in self._models:
+                log.error("the default model %s is not loaded", self.default_name)
         if self._on_change and (added or dropped or refused):
             self._on_change(added, dropped, refused)
         return ReloadReport(loaded, refused, removed)

@@ -130,7 +130,9 @@ class Problem(BaseModel):
     instance: str | None = Field(None, description="the request path")
     index: int | None = Field(None, description="which image of the request (from 0)")
     limit: int | None = Field(None, description="the limit that was exceeded")
-    reason: str | None = Field(None, description="not_ready: loading, warming or stopping")
+    reason: str | None = Field(
+        None, description="not_ready: loading, warming, stopping or default_missing"
+    )
     errors: list[FieldError] | None = Field(None, description="invalid_parameters: each field")
 
 

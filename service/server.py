@@ -33,6 +33,9 @@ class DrainingServer(uvicorn.Server):
                 log_level=settings.log_level,
                 # The drain has already let accepted work finish; this only bounds the close.
                 timeout_graceful_shutdown=int(SETTLE_S),
+                # h11 bounds the request line and headers (httptools takes any size).
+                http="h11",
+                h11_max_incomplete_event_size=settings.max_header_bytes,
             )
         )
         self.app = app

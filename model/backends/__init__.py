@@ -26,6 +26,9 @@ class Backend(Protocol):
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]: ...
 
+    def release_memory(self) -> None:
+        """Free the buffers kept for the largest shapes seen (they come back on demand)."""
+
 
 def resolve_backend(name: str, device: torch.device) -> str:
     """The concrete backend ``auto`` stands for on ``device``."""

@@ -18,6 +18,9 @@ class EagerBackend:
             torch.backends.cudnn.allow_tf32 = False
         self.network = checkpoint.build().to(device)
 
+    def release_memory(self) -> None:
+        """Nothing is kept: PyTorch frees each pass's activations (the heap is trimmed apart)."""
+
     @torch.inference_mode()
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         return self.network(batch.to(self.device, torch.float32))

@@ -80,6 +80,13 @@ class FusedBackend:
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         self._lock = threading.Lock()
 
+    def release_memory(self) -> None:
+        """Drop the captured CUDA graphs and the cached GPU blocks; CPU runs keep nothing."""
+        if self.use_graphs:
+            with self._lock:
+                self._graphs.clear()
+            torch.cuda.empty_cache()
+
     def _eager(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         return self.network(batch)
 

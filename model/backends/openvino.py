@@ -101,14 +101,24 @@ class OpenVinoBackend:
         self._latency = core.compile_model(model, "CPU", config | {"PERFORMANCE_HINT": "LATENCY"})
         self._request = self._latency.create_infer_request()
         self._streams: list = []
+        self._throughput = None
         if threads > 1:
             throughput = core.compile_model(
                 model, "CPU", config | {"PERFORMANCE_HINT": "THROUGHPUT"}
             )
             count = int(throughput.get_property("NUM_STREAMS"))
             if count > 1:
+                self._throughput = throughput
                 self._streams = [throughput.create_infer_request() for _ in range(count)]
         self._lock = threading.Lock()
+
+    def release_memory(self) -> None:
+        """OpenVINO keeps intermediate buffers sized for the largest shape it has run
+        (4 GB after one 6-megapixel image) and a cache entry per shape; free them."""
+        with self._lock:
+            self._latency.release_memory()
+            if self._throughput is not None:
+                self._throughput.release_memory()
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         """Whole rounds of an image per stream run split across the streams, which

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from model.draw import draw_faces
 from model.options import SERVING
-from service.dependencies import PipelineDep
+from service.dependencies import ApiKeyDep, PipelineDep
 from service.pipeline import Detection, Pipeline
 from service.problems import ProblemError
 from service.schemas import (
@@ -24,15 +24,16 @@ from service.schemas import (
 )
 from service.uploads import Upload, read_uploads
 
-router = APIRouter(tags=["detection"])
+router = APIRouter(tags=["detection"], dependencies=[ApiKeyDep])
 
 ERRORS = problem_responses(
     {
+        401: "missing or wrong API key (when keys are configured)",
         404: "unknown model",
         413: "body or image too large",
         415: "not an image, corrupt, or wrong content type",
         422: "bad parameters or request body",
-        429: "queue full (see Retry-After)",
+        429: "queue full, or over the API key's rate (see Retry-After)",
         503: "not ready yet, or shutting down (see Retry-After)",
         504: "deadline passed",
     }

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from service.dependencies import LifecycleDep, MetricsDep
+from service.dependencies import LifecycleDep, MetricsDep, require_metrics_key
 from service.problems import RETRY, ProblemError
 from service.schemas import problem_responses
 
@@ -39,10 +39,18 @@ async def readyz(request: Request, lifecycle: LifecycleDep) -> dict[str, object]
             reason=lifecycle.phase,
         )
     registry = request.app.state.pipeline.registry
+    if registry.get(registry.default_name) is None:
+        detail = f"the default model {registry.default_name!r} is not loaded (its file is gone?)"
+        raise ProblemError(503, "not_ready", detail, headers=RETRY, reason="default_missing")
     return {"status": "ready", "models": [m.name for m in registry.all()]}
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(require_metrics_key)],
+    summary="Prometheus metrics (needs an API key with EXTD_PROTECT_METRICS)",
+)
 async def metrics(metrics: MetricsDep) -> Response:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -1,15 +1,13 @@
-"""Loaded models, and the admin endpoint that reloads the weights folder."""
+"""The loaded models."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 
-from service.dependencies import AdminDep, RegistryDep
-from service.schemas import ModelInfo, ModelList, ReloadResponse, problem_responses
+from service.dependencies import ApiKeyDep, RegistryDep
+from service.schemas import ModelInfo, ModelList, problem_responses
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[ApiKeyDep])
 
 
 @router.get(
@@ -36,24 +34,4 @@ async def list_models(registry: RegistryDep) -> ModelList:
             )
             for m in registry.all()
         ]
-    )
-
-
-@router.post(
-    "/v1/admin/reload",
-    response_model=ReloadResponse,
-    responses=problem_responses(
-        {401: "missing or wrong admin token", 404: "admin endpoints are disabled"}
-    ),
-    dependencies=[AdminDep],
-    summary="Load new or changed checkpoints from the weights folder now",
-)
-async def reload_models(registry: RegistryDep) -> ReloadResponse:
-    """A checkpoint that fails validation is refused; the model it would replace keeps serving."""
-    report = await asyncio.to_thread(registry.refresh)
-    return ReloadResponse(
-        loaded=report.loaded,
-        refused=report.refused,
-        removed=report.removed,
-        models=[m.name for m in registry.all()],
     )

@@ -155,6 +155,26 @@ def test_bad_parameters(server, dev_images, params, code):
         )
 
 
+def test_base64_with_line_breaks_as_plain_base64_writes_it(server, dev_images):
+    data = dev_images[0].read_bytes()
+    wrapped = base64.encodebytes(data).decode()  # 76 characters a line, like `base64`
+    assert "\n" in wrapped
+    with server.client() as http:
+        response = http.post("/v1/detect", json={"images": [wrapped]})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"][0]["faces"]) >= 9
+
+
+def test_json_nested_too_deeply_is_a_clear_error(server):
+    body = b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with server.client() as http:
+        response = http.post(
+            "/v1/detect", content=body, headers={"content-type": "application/json"}
+        )
+        assert "nested too deeply" in assert_problem(response, 422, "invalid_request")["detail"]
+        assert http.get("/livez").status_code == 200
+
+
 def test_bad_requests(server, dev_images):
     good = dev_images[0].read_bytes()
     with server.client() as http:

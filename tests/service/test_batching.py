@@ -74,6 +74,8 @@ def small_queue_server(tmp_path_factory, weights_mirror):
     folder = tmp_path_factory.mktemp("small-queue")
     weights_folder(folder, weights_mirror, ["extd-64"])
     env = {"EXTD_QUEUE_SIZE": "3", "EXTD_MAX_BATCH_SIZE": "1", "EXTD_WATCH_WEIGHTS": "false"}
+    # Room for one image three times the size, to keep the worker busy for seconds.
+    env |= {"EXTD_MAX_INPUT_PIXELS": "8000000", "EXTD_MAX_BATCH_PIXELS": "8000000"}
     running = start_server(folder, env)
     yield running
     running.stop()
@@ -101,11 +103,13 @@ def test_overload_gets_fast_429s_and_loses_nothing(small_queue_server, dev_image
     assert all(r.headers["retry-after"] == "1" for r in rejected)
     assert all(r.json()["code"] == "queue_full" for r in rejected)
     assert livez == [200]
-    # Refused images never reach the model: it ran exactly the accepted ones.
+    # Refused images never reach the model: it ran exactly the accepted ones ...
     after = httpx.get(f"{url}/metrics").text
     for name, labels, expected in (
         ("extd_rejected_total", {"reason": "queue_full"}, statuses.count(429)),
         ("extd_images_total", {}, statuses.count(200)),
+        # ... and were never decoded: queue room is reserved before decoding.
+        ("extd_preprocess_duration_seconds_count", {}, statuses.count(200)),
     ):
         assert sample(after, name, **labels) - sample(before, name, **labels) == expected, name
 
