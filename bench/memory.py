@@ -1,0 +1,101 @@
+"""Memory of a live service under the worst requests its default settings allow.
+
+    python bench/memory.py                 # about 5 minutes on 2 cores
+
+Starts ``python -m service`` with default settings (weights from the shared
+folder), settles it with ordinary requests, then sends:
+
+1. the worst request the limits allow, twice over: 16 images of 3.9 MP
+   (64 MP decoded, each shrunk to a 2.3 MP network input), then one 49 MP
+   image at ``scale=0.25`` plus 15 images of 1 MP;
+2. 400 requests of new exact input sizes (``scale=1``, each size once).
+
+and prints the server's resident memory (``/proc/<pid>/status``: VmRSS now,
+VmHWM the peak) before, at peak and after each phase, once the worker has
+been idle for a moment (it releases memory kept for unusual inputs then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from service.launcher import launch
+
+
+def flat_png(width: int, height: int, grey: int = 120) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (grey, grey + 10, grey - 10)).save(
+        buffer, "PNG", optimize=True
+    )
+    return buffer.getvalue()
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def post(http: httpx.Client, images: list[bytes], **params) -> int:
+    files = [("images", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    return http.post("/v1/detect", params=params, files=files).status_code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mirror", default="../shared/weights", help="released weights folder")
+    parser.add_argument("--sizes", type=int, default=400, help="new exact sizes to send")
+    parser.add_argument("--idle-s", type=float, default=3.0, help="idle time before a reading")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": args.mirror})
+        pid = server.process.pid
+        rows = []
+
+        def reading(label: str) -> None:
+            time.sleep(args.idle_s)
+            rows.append((label, memory_mb(pid)))
+            now = rows[-1][1]
+            print(
+                f"{label:44s} RSS {now['VmRSS']:7.0f} MB   peak {now['VmHWM']:7.0f} MB", flush=True
+            )
+
+        try:
+            with server.client(timeout=600) as http:
+                photo = flat_png(1024, 768)
+                for _ in range(5):
+                    assert post(http, [photo]) == 200
+                reading("settled (5 requests of 1024x768)")
+                statuses = [post(http, [flat_png(2000, 1950, grey=g) for g in range(100, 116)])]
+                reading("16 x 3.9 MP (64 MP decoded)")
+                big = flat_png(7000, 7000)
+                small = [flat_png(1000, 1000, grey=g) for g in range(100, 115)]
+                statuses.append(post(http, [big], scale=0.25))
+                statuses.append(post(http, small))
+                reading("49 MP at scale 0.25, then 15 x 1 MP")
+                for i in range(args.sizes):
+                    statuses.append(post(http, [flat_png(320 + i, 240 + i // 2)], scale=1))
+                reading(f"{args.sizes} new exact sizes")
+            print("statuses:", sorted(set(statuses)))
+            before, worst = rows[0][1], max(r[1]["VmHWM"] for r in rows)
+            print(
+                f"\npeak growth over settled: {worst - before['VmRSS']:.0f} MB; "
+                f"after everything, idle: {rows[-1][1]['VmRSS'] - before['VmRSS']:+.0f} MB"
+            )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
