@@ -26,7 +26,7 @@ from service.middleware import DrainMiddleware, LimitsMiddleware, MetricsMiddlew
 from service.pipeline import Pipeline
 from service.problems import MEDIA_TYPE, install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
-from service.routes import admin, detect, health, models
+from service.routes import admin, detect, health, models, web
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for router in (detect.router, models.router, admin.router, health.router):
         app.include_router(router)
+    if settings.web_ui:
+        web.install(app)
     app.add_middleware(
         LimitsMiddleware,
         max_header_bytes=settings.max_header_bytes,

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
         True, description="load new or changed checkpoints without a restart"
     )
     watch_interval_s: float = Field(2.0, gt=0)
+    web_ui: bool = Field(True, description="serve the try-it page at /")
     admin_token: SecretStr | None = Field(
         None, description="bearer token for /v1/admin endpoints (disabled when unset)"
     )
@@ -65,9 +66,9 @@ class Settings(BaseSettings):
     )
 
     warm_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
-        ((1024, 768), (768, 1024), (1920, 1080), (1080, 1920)),
-        description="image sizes (WIDTHxHEIGHT, comma-separated) whose input shapes are run "
-        "once per model before /readyz turns 200: 4:3 and 16:9 photos, both ways up",
+        ((1024, 768), (768, 1024), (1280, 720), (720, 1280)),
+        description="image sizes (WIDTHxHEIGHT, comma-separated) whose input shapes the default "
+        "model runs before /readyz turns 200 (and keeps buffers for): 4:3 and 16:9, both ways up",
     )
     max_batch_size: int = Field(
         _DETECTOR.batch_size, ge=1, description=help_text(DetectorOptions, "batch_size")

@@ -89,6 +89,11 @@ def test_load_balancer_spreads_over_the_api_replicas(compose, repo):
     assert f"{listen}:{listen}" in compose["services"]["lb"]["ports"]
     body_mb = int(re.search(r"client_max_body_size\s+(\d+)m;", conf).group(1))
     assert body_mb * 2**20 >= Settings().max_body_bytes
+    # A request may wait as long as the drain lets it; slow clients are cut off.
+    read_s = int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf).group(1))
+    assert read_s > Settings().drain_timeout_s
+    for directive in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        assert re.search(rf"{directive}\s+\d+s;", conf), directive
 
 
 def test_prometheus_finds_every_replica(repo):
@@ -148,6 +153,9 @@ def test_kubernetes_probes_and_autoscaler(repo):
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert {"/readyz", "/livez"} <= APP_ROUTES
+    # Kubernetes kills the pod after the grace period: the whole drain must fit in it.
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= 5 + Settings().drain_timeout_s + 5
     hpa = yaml.safe_load((repo / "deploy" / "k8s" / "hpa.yaml").read_text())
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert hpa["spec"]["minReplicas"] >= 2
