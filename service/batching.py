@@ -22,6 +22,7 @@ import numpy as np
 
 from model.detector import Detector, PreparedImage
 from model.options import PostprocessOptions
+from model.runtime import trim_heap
 from service.metrics import Metrics
 from service.registry import LoadedModel
 
@@ -87,22 +88,25 @@ class MemoryGuard:
     """When the worker is idle, models give back what unusual inputs made them keep.
 
     Backends keep buffers sized for the largest shape they ran and an entry per
-    shape (OpenVINO: 4 GB after one 6-megapixel image, 1.5 MB per new size).
-    Shapes the service warms up stay; a larger one, or many new ones, are
-    released once the queue is empty.
+    shape (OpenVINO: 4 GB after one 6-megapixel image, 1.5 MB per new size),
+    and the tuned heap keeps freed memory. Shapes the service warms up stay; a
+    larger one, or many new ones, are released once the queue is empty, and
+    after any other unusual shape the heap is trimmed.
     """
 
-    NEW_SHAPES = 32
+    NEW_SHAPES = 16
 
     def __init__(self, steady_shapes: Callable[[], set[tuple[int, int]]]) -> None:
         self.steady_shapes = steady_shapes
         self._grown: set[Detector] = set()
         self._new: dict[Detector, set[tuple[int, int]]] = defaultdict(set)
+        self._unusual = False
 
     def ran(self, detector: Detector, shape: tuple[int, int]) -> None:
         steady = self.steady_shapes()
         if shape in steady:
             return
+        self._unusual = True
         largest = max((h * w for h, w in steady), default=0)
         self._new[detector].add(shape)
         if shape[0] * shape[1] > largest or len(self._new[detector]) >= self.NEW_SHAPES:
@@ -113,7 +117,10 @@ class MemoryGuard:
             log.info("releasing memory kept for unusual input sizes")
             detector.release_memory()
             self._new.pop(detector, None)
+        if self._unusual and not self._grown:
+            trim_heap()
         self._grown.clear()
+        self._unusual = False
 
 
 class Batcher:
