@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16"]
+BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16", "openvino-int8"]
 
 
 def measure(
@@ -56,7 +56,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
     parser.add_argument(
-        "--batch-backends", nargs="+", default=["torch", "openvino", "openvino-bf16"]
+        "--batch-backends",
+        nargs="+",
+        default=["torch", "openvino", "openvino-bf16", "openvino-int8"],
     )
     parser.add_argument(
         "--sections",
@@ -64,8 +66,17 @@ def main() -> None:
         choices=["latency", "throughput"],
         default=["latency", "throughput"],
     )
+    parser.add_argument(
+        "--calibration",
+        default="../shared/data/wider_val_dev/images",
+        help="photos openvino-int8 is calibrated on (EXTD_CALIBRATION_DIR)",
+    )
+    parser.add_argument("--calibration-images", type=int, default=100)
     parser.add_argument("--out", help="write every measurement as JSON here")
     args = parser.parse_args()
+    # Read by every measuring subprocess; int8 is quantized once per width and cached.
+    os.environ["EXTD_CALIBRATION_DIR"] = args.calibration
+    os.environ["EXTD_CALIBRATION_IMAGES"] = str(args.calibration_images)
 
     rows = []
     if "latency" in args.sections:

@@ -1,16 +1,20 @@
-"""Closed-loop load against the live service: batching on versus off, in one run.
+"""Closed-loop load against the live service: backends and batching side by side, in one run.
 
-    python bench/service_load.py --clients 8 --duration 30 --model extd-64
+    python bench/service_load.py --clients 8 --duration 30 --backends openvino auto
+    python bench/service_load.py --configs batching "no batching" --backends openvino
 
-Starts ``python -m service`` once per configuration (same weights, same
-image), lets N clients each send one request at a time, and prints images/s
-and latency percentiles side by side, measured after a warm-up.
+Starts ``python -m service`` once per backend and configuration (same weights,
+same images), lets N clients each send one request at a time, cycling through
+real WIDER images at their own size, and prints images/s and latency
+percentiles side by side, measured after a warm-up. ``auto`` with
+``EXTD_CALIBRATION_DIR`` set in the environment resolves to int8.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import tempfile
 import time
@@ -31,7 +35,7 @@ CONFIGS = {
 
 async def closed_loop(
     url: str,
-    payload: bytes,
+    payloads: list[bytes],
     params: dict,
     *,
     clients: int,
@@ -46,13 +50,17 @@ async def closed_loop(
     async with httpx.AsyncClient(
         base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
     ) as http:
-        files = [("images", (f"{i}.jpg", payload, "image/jpeg")) for i in range(per_request)]
         measure_from = time.perf_counter() + warmup_s
         stop_at = measure_from + duration_s
+        sent = itertools.count()
 
         async def client() -> None:
             nonlocal errors
             while time.perf_counter() < stop_at:
+                files = [
+                    ("images", (f"{i}.jpg", payloads[next(sent) % len(payloads)], "image/jpeg"))
+                    for i in range(per_request)
+                ]
                 start = time.perf_counter()
                 response = await http.post("/v1/detect", params=params, files=files)
                 if start < measure_from:
@@ -114,12 +122,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--image",
+        "--images",
         type=Path,
-        default=Path(
-            "../shared/data/wider_val_dev/images/12--Group/12_Group_Group_12_Group_Group_12_182.jpg"
-        ),
+        default=Path("../shared/data/wider_val_dev/images"),
+        help="a photo, or a folder whose JPEGs (every k-th of --limit) the clients cycle through",
     )
+    parser.add_argument("--limit", type=int, default=64, help="images taken from the folder")
     parser.add_argument("--model", default="extd-64")
     parser.add_argument(
         "--mirror", default="../shared/weights", help="where the weights are pulled from"
@@ -131,23 +139,27 @@ def main() -> None:
         "--max-side", type=int, help="request parameter (default: the service default)"
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument(
+        "--backends", nargs="+", default=["openvino", "auto"], help="compared side by side"
+    )
     parser.add_argument("--images-per-request", type=int, default=1)
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["batching"])
     parser.add_argument("--max-batch-size", type=int, default=16, help="of the batching config")
     parser.add_argument("--decode-threads", type=int, help="server setting (default: its own)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
-    payload = args.image.read_bytes()
+    files = sorted(args.images.rglob("*.jpg")) if args.images.is_dir() else [args.images]
+    payloads = [f.read_bytes() for f in files[:: max(1, len(files) // args.limit)][: args.limit]]
     params = {"model": args.model} | ({"max_side": args.max_side} if args.max_side else {})
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "weights"
         pull([args.model], directory=weights, mirror=args.mirror)
-        for name in args.configs:
-            env = dict(CONFIGS[name])
-            if name == "batching":
+        for backend, config in itertools.product(args.backends, args.configs):
+            name = f"{backend}, {config}"
+            env = dict(CONFIGS[config])
+            if config == "batching":
                 env["EXTD_MAX_BATCH_SIZE"] = str(args.max_batch_size)
             if args.decode_threads:
                 env["EXTD_DECODE_THREADS"] = str(args.decode_threads)
@@ -156,15 +168,17 @@ def main() -> None:
                 "EXTD_WATCH_WEIGHTS": "false",
                 "EXTD_LOG_LEVEL": "warning",
                 "EXTD_DEVICE": args.device,
-                "EXTD_BACKEND": args.backend,
+                "EXTD_BACKEND": backend,
                 "EXTD_QUEUE_SIZE": str(4 * args.clients * args.images_per_request),
                 **env,
             }
-            server = launch(Path(scratch) / name.replace(" ", "-"), settings)
+            server = launch(Path(scratch) / f"{backend}-{config}".replace(" ", "-"), settings)
             try:
+                models = httpx.get(f"{server.url}/v1/models").json()["models"]
+                name += f" ({models[0]['backend']})"
                 load = closed_loop(
                     server.url,
-                    payload,
+                    payloads,
                     params,
                     clients=args.clients,
                     warmup_s=args.warmup,
@@ -177,21 +191,18 @@ def main() -> None:
     print(
         f"{args.clients} clients x {args.images_per_request} images per request, "
         f"{args.duration:.0f} s after {args.warmup:.0f} s of warm-up, "
-        f"{args.model}, {args.backend} on {args.device}, image {args.image.name}"
+        f"{args.model} on {args.device}, {len(payloads)} images from {args.images}"
     )
-    print(
-        f"{'config':12s} {'img/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'errors':>7s}"
-    )
+    print("| backend, config | images/s | p50 ms | p95 ms | p99 ms | errors | vs first |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    first = next(iter(results.values()))["images_per_s"]
     for name, r in results.items():
         print(
-            f"{name:12s} {r['images_per_s']:8.2f} {r['p50_ms']:8.0f} {r['p95_ms']:8.0f} "
-            f"{r['p99_ms']:8.0f} {r['errors']:7d}"
+            f"| {name} | {r['images_per_s']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
+            f"| {r['p99_ms']:.0f} | {r['errors']} | {r['images_per_s'] / first:.2f}x |"
         )
     for name, r in results.items():
-        print(f"{name:12s} server side: {r['server']}")
-    if len(results) == 2:
-        ratio = results["batching"]["images_per_s"] / results["no batching"]["images_per_s"]
-        print(f"batching / no batching throughput: {ratio:.2f}x")
+        print(f"{name}: server side {r['server']}")
     if args.json:
         print(json.dumps(results))
 

@@ -103,9 +103,16 @@ class Detector:
         return resized, (-(-resized[0] // step) * step, -(-resized[1] // step) * step)
 
     def prepare_array(
-        self, pixels: np.ndarray, policy: ScalePolicy, *, flip: bool = False
+        self,
+        pixels: np.ndarray,
+        policy: ScalePolicy,
+        *,
+        size: tuple[int, int] | None = None,
+        flip: bool = False,
     ) -> PreparedImage:
-        height, width = pixels.shape[:2]
+        """Size one decoded image. ``size`` is the ``(height, width)`` the boxes are reported
+        in, when ``pixels`` were decoded smaller (JPEG DCT scaling); default their own."""
+        height, width = size or pixels.shape[:2]
         resized, input_shape = self.sizes(height, width, policy)
         tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
         return PreparedImage(tensor, (height, width), resized, input_shape, flip)
@@ -184,7 +191,7 @@ class Detector:
             pixels = item.pixels.to(self.device).permute(2, 0, 1).float()
             if item.flip:
                 pixels = pixels.flip(-1)
-            if item.resized != item.size:
+            if tuple(item.pixels.shape[:2]) != item.resized:
                 pixels = F.interpolate(
                     pixels[None], size=item.resized, mode="bilinear", align_corners=False
                 )[0]

@@ -13,7 +13,15 @@ from typing import Any
 
 from model.conventions import PAPER_MAX_AREA
 
-BACKENDS = ("auto", "torch", "torch-fused", "torch-bf16", "openvino", "openvino-bf16")
+BACKENDS = (
+    "auto",
+    "torch",
+    "torch-fused",
+    "torch-bf16",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
+)
 
 
 def described(default: Any, text: str, **more: Any) -> Any:

@@ -31,9 +31,19 @@ DISCONNECT_POLL_S = 0.05
 @dataclass(frozen=True)
 class Detection:
     model: LoadedModel
-    pixels: list[np.ndarray]
+    sizes: list[tuple[int, int]]  # upright (width, height) of each image, as uploaded
+    pixels: list[np.ndarray]  # decoded, smaller than sizes unless full_size was asked for
     faces: list[np.ndarray]
     timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an image will cost, from its header: its upright size and network input size."""
+
+    width: int
+    height: int
+    resized: tuple[int, int]
 
 
 class Pipeline:
@@ -77,17 +87,18 @@ class Pipeline:
         detail = f"image {index}: {error}"
         return self._refuse("bad_image", 415, "unsupported_image", detail, index=index)
 
-    def _check_work(self, payloads: list[bytes], model: LoadedModel, policy: ScalePolicy) -> None:
+    def _plan(self, payloads: list[bytes], model: LoadedModel, policy: ScalePolicy) -> list[Plan]:
         """Refuse, from the headers and the parameters alone, what would cost too much:
         an image over the decoded or network-input pixel limits, or a request over its total."""
-        settings, total = self.settings, 0
+        settings, total, plans = self.settings, 0, []
         for index, data in enumerate(payloads):
             try:
                 width, height = image_size(data, max_pixels=settings.max_image_pixels)
             except ImageError as error:
                 raise self._image_error(index, error) from error
             total += width * height
-            _, (rows, cols) = model.detector.sizes(height, width, policy)
+            resized, (rows, cols) = model.detector.sizes(height, width, policy)
+            plans.append(Plan(width, height, resized))
             if rows * cols > settings.max_input_pixels:
                 raise self._refuse(
                     "input_too_large",
@@ -108,14 +119,18 @@ class Pipeline:
                 f"{settings.max_request_pixels}: send fewer or smaller images per request",
                 limit=settings.max_request_pixels,
             )
+        return plans
 
-    def _decode(self, index: int, data: bytes, ticket: Ticket) -> np.ndarray:
-        """Decode one image on a pool thread, unless its request has already given up."""
+    def _decode(
+        self, index: int, data: bytes, ticket: Ticket, at_least: tuple[int, int] | None
+    ) -> np.ndarray:
+        """Decode one image on a pool thread, unless its request has already given up;
+        JPEGs at the smallest DCT scale that still covers ``at_least`` (width, height)."""
         if ticket.cancelled or time.monotonic() > ticket.deadline:
             raise self._deadline()
         started = time.perf_counter()
         try:
-            pixels = open_image(data, max_pixels=self.settings.max_image_pixels)
+            pixels = open_image(data, max_pixels=self.settings.max_image_pixels, at_least=at_least)
         except ImageError as error:
             raise self._image_error(index, error) from error
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
@@ -146,24 +161,39 @@ class Pipeline:
         policy: ScalePolicy,
         timeout_ms: int | None,
         is_disconnected: Callable[[], Awaitable[bool]],
+        full_size: bool = False,
     ) -> Detection:
-        """Check, reserve queue room, decode, queue and wait; refusals come first and cheap."""
+        """Check, reserve queue room, decode, queue and wait; refusals come first and cheap.
+
+        Images are decoded only as large as the network needs them, unless
+        ``full_size`` (to draw on them).
+        """
         started = time.perf_counter()
         ticket = self._ticket(timeout_ms)
-        self._check_work(payloads, model, policy)
+        plans = self._plan(payloads, model, policy)
         loop = asyncio.get_running_loop()
         try:
             with self.batcher.reserve(len(payloads)) as reservation:
                 decoding = [
-                    loop.run_in_executor(self.decode_pool, self._decode, i, data, ticket)
-                    for i, data in enumerate(payloads)
+                    loop.run_in_executor(
+                        self.decode_pool,
+                        self._decode,
+                        i,
+                        data,
+                        ticket,
+                        None if full_size else plan.resized[::-1],
+                    )
+                    for i, (data, plan) in enumerate(zip(payloads, plans, strict=True))
                 ]
                 outcomes = await asyncio.gather(*decoding, return_exceptions=True)
                 for outcome in outcomes:  # report the first bad image by index
                     if isinstance(outcome, BaseException):
                         raise outcome
                 pixels = list(outcomes)
-                items = [model.detector.prepare_array(p, policy) for p in pixels]
+                items = [
+                    model.detector.prepare_array(p, policy, size=(plan.height, plan.width))
+                    for p, plan in zip(pixels, plans, strict=True)
+                ]
                 decoded = time.perf_counter()
                 futures = self.batcher.submit(reservation, model, items, options, ticket)
         except QueueFullError as error:
@@ -178,7 +208,8 @@ class Pipeline:
             "detect": (done - decoded) * 1000,
             "total": (done - started) * 1000,
         }
-        return Detection(model, pixels, faces, {k: round(v, 2) for k, v in timings.items()})
+        sizes = [(plan.width, plan.height) for plan in plans]
+        return Detection(model, sizes, pixels, faces, {k: round(v, 2) for k, v in timings.items()})
 
     async def _wait(
         self,

@@ -14,6 +14,10 @@ HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 needs_openvino = pytest.mark.skipif(
     not HAS_OPENVINO, reason="needs the openvino extra: pip install 'extd-face[openvino]'"
 )
+HAS_NNCF = importlib.util.find_spec("nncf") is not None
+needs_nncf = pytest.mark.skipif(
+    not HAS_NNCF, reason="needs the int8 extra: pip install 'extd-face[int8]'"
+)
 # The fastest backend that gives the release's boxes (fp32) here.
 FAST_FP32 = "openvino" if HAS_OPENVINO else "torch-fused"
 

@@ -1,5 +1,6 @@
-"""OpenVINO on the CPU: fp32 (``openvino``) or bf16 (``openvino-bf16``, on CPUs with
-AMX or AVX-512 BF16; fp32 elsewhere).
+"""OpenVINO on the CPU: fp32 (``openvino``), bf16 (``openvino-bf16``, on CPUs with
+AMX or AVX-512 BF16; fp32 elsewhere) or int8 (``openvino-int8``, quantized with NNCF,
+see :mod:`model.backends.int8`).
 
 The network is converted once per checkpoint (from the eval-mode module,
 with dynamic batch and image size) and the IR is cached on disk under the
@@ -15,12 +16,15 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from model.backends.int8 import CalibrationSet, cache_key, quantize
 from model.checkpoint import Checkpoint
 from model.runtime import cache_dir
 
@@ -57,25 +61,44 @@ def supports_bf16() -> bool:
     return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _ir_path(checkpoint: Checkpoint) -> Path:
-    """The converted model for this checkpoint, converting it on first use."""
+def _cached_ir(name: str, build: Callable[[], Any]) -> Path:
+    """``<cache>/openvino/<name>.xml``, built and saved (the .bin first) on first use."""
     openvino = _import_openvino()
     folder = cache_dir() / "openvino"
-    xml = folder / f"{checkpoint.sha256}.xml"
+    xml = folder / f"{name}.xml"
     if xml.is_file():
         return xml
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("converting %s to OpenVINO IR", checkpoint.variant)
-    network = checkpoint.build()  # eval mode: batch norm must use its running statistics
-    with torch.no_grad():
-        converted = openvino.convert_model(
-            network, example_input=torch.zeros(_TRACE_SIZE), input=[(-1, 3, -1, -1)]
-        )
+    model = build()
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        openvino.save_model(converted, Path(scratch) / "model.xml", compress_to_fp16=False)
+        openvino.save_model(model, Path(scratch) / "model.xml", compress_to_fp16=False)
         os.replace(Path(scratch) / "model.bin", xml.with_suffix(".bin"))
         os.replace(Path(scratch) / "model.xml", xml)
     return xml
+
+
+def _fp32_ir(checkpoint: Checkpoint) -> Path:
+    """The network converted once per checkpoint, with dynamic batch and image size."""
+
+    def convert() -> Any:
+        log.info("converting %s to OpenVINO IR", checkpoint.variant)
+        network = checkpoint.build()  # eval mode: batch norm must use its running statistics
+        with torch.no_grad():
+            return _import_openvino().convert_model(
+                network, example_input=torch.zeros(_TRACE_SIZE), input=[(-1, 3, -1, -1)]
+            )
+
+    return _cached_ir(checkpoint.sha256, convert)
+
+
+def _int8_ir(checkpoint: Checkpoint) -> Path:
+    """The network quantized once per checkpoint and calibration set (``EXTD_CALIBRATION_DIR``)."""
+    calibration = CalibrationSet.from_environment()
+
+    def build() -> Any:
+        return quantize(_core().read_model(_fp32_ir(checkpoint)), calibration)
+
+    return _cached_ir(f"int8-{cache_key(checkpoint, calibration)}", build)
 
 
 class OpenVinoBackend:
@@ -87,15 +110,17 @@ class OpenVinoBackend:
         if precision == "bf16" and not supports_bf16():
             log.info("this CPU has no bf16 instructions: OpenVINO runs fp32")
             precision = "f32"
-        self.name = "openvino-bf16" if precision == "bf16" else "openvino"
+        self.name = {"f32": "openvino", "bf16": "openvino-bf16", "int8": "openvino-int8"}[precision]
         self.precision = precision
         self.device = device
         core = _core()
-        model = core.read_model(_ir_path(checkpoint))
+        int8 = precision == "int8"
+        model = core.read_model(_int8_ir(checkpoint) if int8 else _fp32_ir(checkpoint))
         threads = torch.get_num_threads()
         config = {
             "CACHE_DIR": str(cache_dir() / "openvino-compiled"),
-            "INFERENCE_PRECISION_HINT": precision,
+            # int8 models keep a few layers in float: those run fp32.
+            "INFERENCE_PRECISION_HINT": "f32" if int8 else precision,
             "INFERENCE_NUM_THREADS": threads,
         }
         self._latency = core.compile_model(model, "CPU", config | {"PERFORMANCE_HINT": "LATENCY"})

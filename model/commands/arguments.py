@@ -90,7 +90,8 @@ def options_from(options: type[T], args: argparse.Namespace, **values: Any) -> T
 
 
 def add_detector_options(parser: argparse.ArgumentParser, *, weights: bool = True) -> None:
-    """The flags of every command that builds a Detector: checkpoint, backend, device, sizing."""
+    """The flags of every command that builds a Detector: checkpoint, backend, device, sizing
+    and the test protocol."""
     if weights:
         parser.add_argument(
             "--weights",
@@ -100,6 +101,12 @@ def add_detector_options(parser: argparse.ArgumentParser, *, weights: bool = Tru
         )
     add_options(parser, DetectorOptions, only=("backend", "device"))
     add_options(parser, ScalePolicy)
+    parser.add_argument(
+        "--protocol",
+        choices=("single", "paper"),
+        default="single",
+        help="single scale, or the paper's multi-scale + flip test (default: single)",
+    )
 
 
 def build_detector(args: argparse.Namespace, weights: Any = None, **overrides: Any) -> Detector:

@@ -34,12 +34,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_detector_options(parser)
     add_options(parser, PostprocessOptions, defaults=SERVING)
     parser.add_argument(
-        "--protocol",
-        choices=("single", "paper"),
-        default="single",
-        help="single scale, or the paper's multi-scale + flip test (default: single)",
-    )
-    parser.add_argument(
         "--json", action="store_true", help="print {image path: [[x1, y1, x2, y2, score], ...]}"
     )
     parser.add_argument(

@@ -31,12 +31,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--pred", type=Path, help="score this prediction folder instead")
     add_detector_options(parser, weights=False)
     parser.add_argument(
-        "--protocol",
-        choices=("single", "paper"),
-        default="single",
-        help="single scale, or the paper's multi-scale + flip test (default: single)",
-    )
-    parser.add_argument(
         "--limit",
         type=int,
         help="evaluate N images, every k-th, spanning all events (default: all)",

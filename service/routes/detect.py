@@ -73,7 +73,12 @@ async def _upload(
 
 
 async def _run(
-    request: Request, pipeline: Pipeline, params: DetectParams, upload: Upload | None = None
+    request: Request,
+    pipeline: Pipeline,
+    params: DetectParams,
+    upload: Upload | None = None,
+    *,
+    full_size: bool = False,
 ) -> Detection:
     """The model is looked up first: an unknown one is refused before the body is read."""
     model = pipeline.model(params.model)
@@ -85,6 +90,7 @@ async def _run(
         policy=params.policy(),
         timeout_ms=params.timeout_ms,
         is_disconnected=request.is_disconnected,
+        full_size=full_size,
     )
 
 
@@ -120,11 +126,11 @@ async def detect(
     detection = await _run(request, pipeline, params)
     results = [
         ImageResult(
-            width=pixels.shape[1],
-            height=pixels.shape[0],
-            faces=_faces(faces, pixels.shape[1], pixels.shape[0], clip=params.clip),
+            width=width,
+            height=height,
+            faces=_faces(faces, width, height, clip=params.clip),
         )
-        for pixels, faces in zip(detection.pixels, detection.faces, strict=True)
+        for (width, height), faces in zip(detection.sizes, detection.faces, strict=True)
     ]
     parameters = params.model_dump() | {"model": detection.model.name}
     return DetectResponse(
@@ -146,7 +152,7 @@ async def detect(
 async def detect_annotated(
     request: Request, pipeline: PipelineDep, params: Annotated[DetectParams, Query()]
 ) -> Response:
-    detection = await _run(request, pipeline, params)
+    detection = await _run(request, pipeline, params, full_size=True)
     if len(detection.pixels) != 1:
         raise ProblemError(422, "invalid_request", "send exactly one image for an annotated result")
     picture = draw_faces(detection.pixels[0], detection.faces[0], min_score=params.score_threshold)
@@ -176,8 +182,7 @@ async def deepstack_face(request: Request, pipeline: PipelineDep) -> DeepStackRe
     except ValueError as error:
         raise ProblemError(422, "invalid_parameters", f"min_confidence: {error}") from error
     detection = await _run(request, pipeline, params, upload)
-    pixels, faces = detection.pixels[0], detection.faces[0]
-    height, width = pixels.shape[:2]
+    (width, height), faces = detection.sizes[0], detection.faces[0]
     boxes = np.clip(np.rint(faces[:, :4]), 0, [width - 1, height - 1, width - 1, height - 1])
     predictions = [
         DeepStackFace(

@@ -1,15 +1,19 @@
 """Every backend against the fp32 eager reference."""
 
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import HAS_OPENVINO, assert_same_faces, needs_openvino
+from helpers import HAS_NNCF, HAS_OPENVINO, assert_same_faces, needs_nncf, needs_openvino
 
 from model.backends import create_backend, resolve_backend
 from model.backends.fused import fold_batchnorm
+from model.backends.int8 import CalibrationSet
 from model.checkpoint import read_checkpoint
 from model.detector import Detector
 from model.eval import evaluate, faces_found, load_split, predict_split
@@ -54,25 +58,90 @@ def test_fp32_backends_match_the_release(release_weights, reference, backend):
         assert_same_faces(faces, np.array(expected))
 
 
+@pytest.fixture(scope="module")
+def calibration(dev_split, tmp_path_factory) -> Iterator[Path]:
+    """16 dev photos (every 50th) as the int8 calibration set, the variables set for the module."""
+    folder = tmp_path_factory.mktemp("calibration")
+    for image in sorted((dev_split / "images").rglob("*.jpg"))[::50][:16]:
+        (folder / image.name).symlink_to(image)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EXTD_CALIBRATION_DIR", str(folder))
+        patch.setenv("EXTD_CALIBRATION_IMAGES", "16")
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def split_40(dev_split):
+    return load_split(dev_split).subset(40)
+
+
+@pytest.fixture(scope="module")
+def fp32_predictions(release_weights, split_40):
+    return predict_split(Detector(release_weights[64], backend="openvino"), split_40, scale=1.0)
+
+
 @pytest.mark.slow
 @needs_openvino
-def test_reduced_precision_keeps_accuracy(release_weights, dev_split):
-    """AP within 0.3 points of fp32, and the fp32 faces found again (see the README for bf16)."""
-    split = load_split(dev_split).subset(40)
-    fp32 = Detector(release_weights[64], backend="openvino")
-    fast = Detector(release_weights[64], backend="openvino-bf16")
-    reference = predict_split(fp32, split, scale=1.0, progress=False)
-    reduced = predict_split(fast, split, scale=1.0, progress=False)
-    ap_fp32, ap_fast = evaluate(reference, split).ap, evaluate(reduced, split).ap
+@pytest.mark.parametrize(
+    ("backend", "points"),
+    [("openvino-bf16", 0.3), pytest.param("openvino-int8", 0.5, marks=needs_nncf)],
+)
+def test_reduced_precision_keeps_accuracy(
+    release_weights, split_40, fp32_predictions, calibration, backend, points
+):
+    """Hard AP within the issue's bound of fp32 (bf16: 0.3 points, int8: 0.5), and 99 % of
+    fp32's faces above 0.5 found again at IoU >= 0.9 (the README has the 200-image numbers)."""
+    reduced = predict_split(Detector(release_weights[64], backend=backend), split_40, scale=1.0)
+    ap_fp32, ap_fast = evaluate(fp32_predictions, split_40).ap, evaluate(reduced, split_40).ap
     for setting in ap_fp32:
-        assert abs(ap_fp32[setting] - ap_fast[setting]) <= 0.003, (setting, ap_fp32, ap_fast)
-    found = faces_found(reference, reduced)
+        assert abs(ap_fp32[setting] - ap_fast[setting]) <= points / 100, (setting, ap_fp32, ap_fast)
+    found = faces_found(fp32_predictions, reduced)
     assert found.fraction >= 0.99, f"{found.found} of {found.total} fp32 faces found at IoU >= 0.9"
 
 
-def test_auto_picks_a_fast_backend():
-    expected = "openvino" if HAS_OPENVINO else "torch-fused"
-    assert resolve_backend("auto", torch.device("cpu")) == expected
+@pytest.mark.slow
+@needs_openvino
+@needs_nncf
+def test_int8_is_quantized_once_per_checkpoint_and_calibration_set(
+    release_weights, calibration, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("EXTD_CALIBRATION_IMAGES", "4")  # quick: this checks the cache only
+    checkpoint = read_checkpoint(release_weights[32])
+    with caplog.at_level(logging.INFO, logger="model.backends.int8"):
+        first = create_backend("openvino-int8", checkpoint, torch.device("cpu"))
+        (cached,) = (tmp_path / "openvino").glob("int8-*.xml")
+        second = create_backend("openvino-int8", checkpoint, torch.device("cpu"))
+    assert sum("quantizing to int8" in r.message for r in caplog.records) == 1
+    x = torch.randn(1, 3, 96, 128) * 50
+    for a, b in zip(first(x), second(x), strict=True):
+        torch.testing.assert_close(a, b)
+    # Another calibration set is another model.
+    monkeypatch.setenv("EXTD_CALIBRATION_IMAGES", "5")
+    create_backend("openvino-int8", checkpoint, torch.device("cpu"))
+    assert len(list((tmp_path / "openvino").glob("int8-*.xml"))) == 2
+    assert cached.is_file()
+
+
+def test_int8_without_calibration_photos_says_so(release_weights, monkeypatch):
+    monkeypatch.delenv("EXTD_CALIBRATION_DIR", raising=False)
+    with pytest.raises(ValueError, match="EXTD_CALIBRATION_DIR"):
+        CalibrationSet.from_environment()
+
+
+def test_auto_picks_the_fastest_accurate_backend(monkeypatch):
+    monkeypatch.delenv("EXTD_CALIBRATION_DIR", raising=False)
+    cpu = torch.device("cpu")
+    if HAS_OPENVINO:
+        from model.backends.openvino import supports_bf16
+
+        expected = "openvino-bf16" if supports_bf16() else "openvino"
+    else:
+        expected = "torch-fused"
+    assert resolve_backend("auto", cpu) == expected
+    monkeypatch.setenv("EXTD_CALIBRATION_DIR", "/photos")
+    if HAS_OPENVINO and HAS_NNCF:
+        assert resolve_backend("auto", cpu) == "openvino-int8"
     assert resolve_backend("auto", torch.device("cuda")) == "torch-bf16"
     assert resolve_backend("torch", torch.device("cuda")) == "torch"
 
@@ -89,6 +158,7 @@ def test_bad_backend_choices(release_weights):
 @needs_openvino
 def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("EXTD_CALIBRATION_IMAGES", "4")  # quick: this checks the cache only
     checkpoint = read_checkpoint(release_weights[32])
     first = create_backend("openvino", checkpoint, torch.device("cpu"))
     cached = tmp_path / "openvino" / f"{checkpoint.sha256}.xml"

@@ -19,6 +19,14 @@ from model.train.trainer import initialise
 from model.variants import Variant
 
 
+@pytest.fixture(autouse=True)
+def denormals_back_on():
+    """Training flushes denormal floats to zero, process-wide (a run has a process of its
+    own); these tests train in the test process, so they give the setting back."""
+    yield
+    torch.set_flush_denormal(False)
+
+
 def tiny_config(dev_split, out, **changes) -> TrainConfig:
     settings = {
         "data_root": str(dev_split),

@@ -8,11 +8,9 @@ import io
 import numpy as np
 import pytest
 import samples
-import torch
-from helpers import assert_same_faces
+from helpers import FAST_FP32, assert_same_faces
 from PIL import Image
 
-from model.backends import resolve_backend
 from model.images import open_image
 
 pytestmark = pytest.mark.slow
@@ -291,6 +289,5 @@ def test_metrics_are_exported(server, dev_images):
         "process_resident_memory_bytes",
     ):
         assert name in text, name
-    backend = resolve_backend("auto", torch.device("cpu"))
-    assert f'extd_model_info{{backend="{backend}",device="cpu",name="extd-64"' in text
+    assert f'extd_model_info{{backend="{FAST_FP32}",device="cpu",name="extd-64"' in text
     assert 'route="/v1/detect"' in text

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import samples
-from live_server import start_server, weights_folder
+from live_server import start_server, wait_until, weights_folder
 from metrics_text import sample
 from PIL import Image
 
@@ -36,15 +36,6 @@ def problem(response: httpx.Response, status: int, code: str) -> dict:
 
 def metric(url: str, name: str, /, **labels: str) -> float:
     return sample(httpx.get(f"{url}/metrics").text, name, **labels)
-
-
-def wait_until(condition, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def big_png(side: int = 7000) -> bytes:

@@ -10,21 +10,12 @@ import time
 import httpx
 import pytest
 from cli import run_cli
-from live_server import start_server, weights_folder
+from live_server import start_server, wait_until, weights_folder
 from metrics_text import sample
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "let-me-in"
-
-
-def wait_until(condition, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def models(url: str) -> dict[str, dict]:
