@@ -12,7 +12,8 @@ folder), settles it with ordinary requests, then sends:
 
 and prints the server's resident memory (``/proc/<pid>/status``: VmRSS now,
 VmHWM the peak) before, at peak and after each phase, once the worker has
-been idle for a moment (it releases memory kept for unusual inputs then).
+been idle for longer than EXTD_RELEASE_IDLE_S (it releases the memory kept
+for unusual inputs then).
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def main() -> None:
     )
     parser.add_argument("--mirror", default="../shared/weights", help="released weights folder")
     parser.add_argument("--sizes", type=int, default=400, help="new exact sizes to send")
-    parser.add_argument("--idle-s", type=float, default=3.0, help="idle time before a reading")
+    parser.add_argument(
+        "--idle-s",
+        type=float,
+        default=12.0,
+        help="idle time before a reading (> EXTD_RELEASE_IDLE_S)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:

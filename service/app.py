@@ -113,6 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         capacity=settings.queue_size,
         metrics=metrics,
         steady_shapes=lambda: registry.warm_shapes,
+        release_idle_s=settings.release_idle_s,
     )
     batcher.start()
     app.state.pipeline = Pipeline(settings, registry, batcher, metrics)

@@ -22,7 +22,6 @@ import numpy as np
 
 from model.detector import Detector, PreparedImage
 from model.options import PostprocessOptions
-from model.runtime import trim_heap
 from service.metrics import Metrics
 from service.registry import LoadedModel
 
@@ -85,42 +84,44 @@ class Reservation:
 
 
 class MemoryGuard:
-    """When the worker is idle, models give back what unusual inputs made them keep.
+    """Models give back what unusual inputs made them keep, once the worker has been idle.
 
     Backends keep buffers sized for the largest shape they ran and an entry per
     shape (OpenVINO: 4 GB after one 6-megapixel image, 1.5 MB per new size),
-    and the tuned heap keeps freed memory. Shapes the service warms up stay; a
-    larger one, or many new ones, are released once the queue is empty, and
-    after any other unusual shape the heap is trimmed.
+    and the tuned heap keeps freed memory. The shapes the service warmed up
+    stay. After any other shape, the models that ran it release everything
+    once no image has come for ``idle_s``: a burst of large photos keeps its
+    buffers while it lasts, and an idle service returns to its size at rest.
+    A stream of ever new sizes (about 11 MB each) is released every
+    ``NEW_SHAPES`` sizes, idle or not.
     """
 
     NEW_SHAPES = 16
 
-    def __init__(self, steady_shapes: Callable[[], set[tuple[int, int]]]) -> None:
+    def __init__(self, steady_shapes: Callable[[], set[tuple[int, int]]], idle_s: float) -> None:
         self.steady_shapes = steady_shapes
-        self._grown: set[Detector] = set()
+        self.idle_s = idle_s
         self._new: dict[Detector, set[tuple[int, int]]] = defaultdict(set)
-        self._unusual = False
+        self._since = 0.0
 
     def ran(self, detector: Detector, shape: tuple[int, int]) -> None:
-        steady = self.steady_shapes()
-        if shape in steady:
-            return
-        self._unusual = True
-        largest = max((h * w for h, w in steady), default=0)
-        self._new[detector].add(shape)
-        if shape[0] * shape[1] > largest or len(self._new[detector]) >= self.NEW_SHAPES:
-            self._grown.add(detector)
+        if shape not in self.steady_shapes():
+            self._new[detector].add(shape)
+        self._since = time.monotonic()
 
-    def release_if_due(self) -> None:
-        for detector in self._grown:
-            log.info("releasing memory kept for unusual input sizes")
+    def due_in(self) -> float | None:
+        """Seconds of idleness still needed before a release, or None when none is pending."""
+        if not self._new:
+            return None
+        if max(len(shapes) for shapes in self._new.values()) >= self.NEW_SHAPES:
+            return 0.0
+        return max(0.0, self._since + self.idle_s - time.monotonic())
+
+    def release(self) -> None:
+        for detector in self._new:
+            log.info("releasing the memory kept for unusual input sizes")
             detector.release_memory()
-            self._new.pop(detector, None)
-        if self._unusual and not self._grown:
-            trim_heap()
-        self._grown.clear()
-        self._unusual = False
+        self._new.clear()
 
 
 class Batcher:
@@ -134,6 +135,7 @@ class Batcher:
         capacity: int,
         metrics: Metrics,
         steady_shapes: Callable[[], set[tuple[int, int]]] = set,
+        release_idle_s: float = 10.0,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
@@ -141,7 +143,7 @@ class Batcher:
         self.metrics = metrics
         self._queue: deque[Job] = deque()
         self._reserved = 0
-        self.memory = MemoryGuard(steady_shapes)
+        self.memory = MemoryGuard(steady_shapes, release_idle_s)
         self._condition = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._work, name="batch-worker", daemon=True)
@@ -211,11 +213,16 @@ class Batcher:
         return [job.future for job in jobs]
 
     def _next_batch(self) -> list[Job] | None:
+        """The next batch; None once stopping, and an empty one when the worker has been
+        idle long enough to release memory (outside the lock: submits are not held up)."""
         with self._condition:
             while not self._queue:
                 if self._stopping:
                     return None
-                self._condition.wait()
+                due_in = self.memory.due_in()
+                if due_in == 0:
+                    return []
+                self._condition.wait(due_in)
             fill_until = time.monotonic() + self.max_batch_delay_s
             while len(self._queue) < self.max_batch_size and not self._stopping:
                 remaining = fill_until - time.monotonic()
@@ -230,14 +237,16 @@ class Batcher:
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
+            if not batch or self.memory.due_in() == 0:
+                self.memory.release()
+            if not batch:
+                continue
             try:
                 self._run(batch)
             except Exception as error:  # keep serving whatever one batch did
                 log.exception("batch failed")
                 for job in batch:
                     job.resolve(error=error)
-            if not self._queue:
-                self.memory.release_if_due()
 
     def _run(self, batch: list[Job]) -> None:
         now = time.monotonic()

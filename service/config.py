@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         ge=1,
         description="network input pixels per image (after scale or max_side), at most",
     )
+    release_idle_s: float = Field(
+        10.0,
+        gt=0,
+        description="after an input size that was not warmed up, how long the worker must be "
+        "idle before the models give back the memory they kept for it",
+    )
     max_header_bytes: int = Field(
         32 * 1024, ge=1024, description="request headers together, at most; beyond, 431"
     )

@@ -3,7 +3,7 @@ import pytest
 import samples
 from PIL import Image
 
-from model.images import ImageError, ImageTooLargeError, open_image, to_rgb_array
+from model.images import ImageError, ImageTooLargeError, image_size, open_image, to_rgb_array
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,16 @@ def test_grey_arrays_and_pil_modes():
     assert to_rgb_array(np.full((3, 5), 7, dtype=np.uint8)).shape == (3, 5, 3)
     for mode in ("L", "LA", "P", "RGBA", "1", "I;16"):
         assert to_rgb_array(Image.new(mode, (6, 4))).shape == (4, 6, 3)
+
+
+@pytest.mark.parametrize(
+    "encode", [samples.exif_rotated_jpeg, samples.cmyk_jpeg], ids=["exif-rotated", "cmyk"]
+)
+def test_jpegs_decode_at_reduced_size_upright(dev_images, encode):
+    data = encode(dev_images[0])
+    full = open_image(data)
+    assert image_size(data) == (full.shape[1], full.shape[0]) == (1024, 768)
+    small = open_image(data, at_least=(500, 300))
+    assert small.shape == (384, 512, 3)  # the 1/2 scale: the smallest that covers 500x300
+    shrunk = Image.fromarray(full).resize((512, 384), Image.Resampling.BOX)
+    assert np.abs(np.asarray(shrunk, np.float32) - small).mean() < 4  # the same picture, upright
