@@ -4,6 +4,7 @@ Names are imported on first use, so ``import model.options`` (or the
 service's settings) does not load torch.
 """
 
+# ruff: noqa: F401  (the imports under TYPE_CHECKING are for type checkers only)
 from __future__ import annotations
 
 import importlib
@@ -34,7 +35,6 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # the names as type checkers and editors see them
-    # ruff: noqa: F401
     from model.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
     from model.detector import Detector, PreparedImage
     from model.images import ImageError, ImageTooLargeError, open_image

@@ -84,14 +84,15 @@ def fp32_predictions(release_weights, split_40):
 @needs_openvino
 @pytest.mark.parametrize(
     ("backend", "points", "faces"),
-    [("openvino-bf16", 0.3, 0.99), pytest.param("openvino-int8", 0.5, 0.95, marks=needs_nncf)],
+    [("openvino-bf16", 0.3, 0.99), pytest.param("openvino-int8", 1.0, 0.95, marks=needs_nncf)],
 )
 def test_reduced_precision_keeps_accuracy(
     release_weights, split_40, fp32_predictions, calibration, backend, points, faces
 ):
     """AP within ``points`` of fp32, and that share of fp32's faces above 0.5 found again
-    at IoU >= 0.9: bf16 99 %, int8 95 % (it measured 96.6 % on 200 images: int8 noise moves
-    small faces' boxes by a pixel, see the README)."""
+    at IoU >= 0.9: bf16 0.3 point and 99 %, int8 1 point and 95 %. int8 noise moves small
+    faces' boxes by a pixel; on 200 images it measured 0.24 point and 96.6 % (README), on
+    these 40 one image more or less at a threshold moves AP by up to 0.8 point."""
     reduced = predict_split(Detector(release_weights[64], backend=backend), split_40, scale=1.0)
     ap_fp32, ap_fast = evaluate(fp32_predictions, split_40).ap, evaluate(reduced, split_40).ap
     for setting in ap_fp32:
