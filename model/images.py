@@ -83,8 +83,9 @@ _ORIENTATION = {
 _TURNED = {5, 6, 7, 8}
 
 
-def _turned(image: Image.Image) -> bool:
-    return image.getexif().get(0x0112, 1) in _TURNED
+def _orientation(image: Image.Image) -> int:
+    """The header's EXIF orientation (1: stored upright)."""
+    return image.getexif().get(0x0112, 1)
 
 
 def image_size(source: bytes | str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:
@@ -92,7 +93,7 @@ def image_size(source: bytes | str | Path, *, max_pixels: int | None = None) -> 
     before decoding."""
     with _opened(source, max_pixels) as image:
         width, height = image.size
-        return (height, width) if _turned(image) else (width, height)
+        return (height, width) if _orientation(image) in _TURNED else (width, height)
 
 
 def open_image(
@@ -111,16 +112,18 @@ def open_image(
     a 2 MP network input decodes several times faster. The caller resizes the
     rest of the way.
     """
+    name = image_name(source)
     with _opened(source, max_pixels) as image:
         if at_least is not None and image.format == "JPEG":
-            width, height = (at_least[1], at_least[0]) if _turned(image) else at_least
+            orientation = _orientation(image)
+            width, height = at_least[::-1] if orientation in _TURNED else at_least
             if isinstance(source, bytes):
                 scaled = _decode_jpeg_scaled(source, width, height)
                 if scaled is not None:
-                    return check_array(_upright(scaled, image), name=image_name(source))
+                    return check_array(_upright(scaled, orientation), name=name)
             image.draft(None, (width, height))
         image.load()
-        return check_array(_pil_to_rgb(image), name=image_name(source))
+        return check_array(_pil_to_rgb(image), name=name)
 
 
 def _decode_jpeg_scaled(data: bytes, width: int, height: int) -> np.ndarray | None:
@@ -132,9 +135,9 @@ def _decode_jpeg_scaled(data: bytes, width: int, height: int) -> np.ndarray | No
         return None
 
 
-def _upright(pixels: np.ndarray, header: Image.Image) -> np.ndarray:
-    """Apply the header's EXIF orientation to pixels decoded without PIL."""
-    method = _ORIENTATION.get(header.getexif().get(0x0112, 1))
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to pixels decoded without PIL."""
+    method = _ORIENTATION.get(orientation)
     return pixels if method is None else np.asarray(Image.fromarray(pixels).transpose(method))
 
 

@@ -134,8 +134,8 @@ class Batcher:
         max_batch_delay_s: float,
         capacity: int,
         metrics: Metrics,
-        steady_shapes: Callable[[], set[tuple[int, int]]] = set,
-        release_idle_s: float = 10.0,
+        steady_shapes: Callable[[], set[tuple[int, int]]],
+        release_idle_s: float,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
