@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from service.launcher import launch
+from tools import data
+from tools.launcher import launch
 
 
 def timed(http, payload: bytes) -> float:
@@ -31,21 +32,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--image",
-        type=Path,
-        default=Path(
-            "../shared/data/wider_val_dev/images/12--Group/12_Group_Group_12_Group_Group_12_182.jpg"
-        ),
-    )
-    parser.add_argument("--mirror", default="../shared/weights")
+    parser.add_argument("--image", type=Path, help="a real photo (default: a dev group photo)")
+    parser.add_argument("--mirror", help="the released weights' folder (default: found data)")
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args()
-    payload = args.image.read_bytes()
+    payload = (args.image or data.require(*data.GROUP_PHOTO)).read_bytes()
+    mirror = str(args.mirror or data.require("weights"))
     print("| warm sizes | first request ms | steady ms (median of 10) | ratio |")
     print("| --- | --- | --- | --- |")
     for label, warm in (("default", None), ("none", "")):
-        settings = {"EXTD_WEIGHTS_MIRROR": args.mirror, "EXTD_BACKEND": args.backend}
+        settings = {"EXTD_WEIGHTS_MIRROR": mirror, "EXTD_BACKEND": args.backend}
         if warm is not None:
             settings["EXTD_WARM_SIZES"] = warm
         with tempfile.TemporaryDirectory() as folder:

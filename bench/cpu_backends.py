@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from tools import data
+
 BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16", "openvino-int8"]
 
 
@@ -43,11 +45,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--weights-pattern", default="../shared/weights/EXTD_{width}.pth")
     parser.add_argument(
-        "--image",
-        default="../shared/data/wider_val_dev/images/12--Group/12_Group_Group_12_Group_Group_12_182.jpg",
-        help="the real photo every size is resized from",
+        "--weights-pattern", help="checkpoint path with {width} (default: the found data's)"
+    )
+    parser.add_argument(
+        "--image", help="the real photo every size is resized from (default: a dev group photo)"
     )
     parser.add_argument("--widths", nargs="+", type=int, default=[32, 48, 64])
     parser.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"])
@@ -68,15 +70,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--calibration",
-        default="../shared/data/wider_val_dev/images",
-        help="photos openvino-int8 is calibrated on (EXTD_CALIBRATION_DIR)",
+        help="photos openvino-int8 is calibrated on (EXTD_CALIBRATION_DIR; default: the "
+        "photos shipped in model/calibration)",
     )
-    parser.add_argument("--calibration-images", type=int, default=100)
     parser.add_argument("--out", help="write every measurement as JSON here")
     args = parser.parse_args()
-    # Read by every measuring subprocess; int8 is quantized once per width and cached.
-    os.environ["EXTD_CALIBRATION_DIR"] = args.calibration
-    os.environ["EXTD_CALIBRATION_IMAGES"] = str(args.calibration_images)
+    args.weights_pattern = args.weights_pattern or str(data.require("weights") / "EXTD_{width}.pth")
+    args.image = args.image or str(data.require(*data.GROUP_PHOTO))
+    if args.calibration:  # read by every measuring subprocess; int8 is cached per width
+        os.environ["EXTD_CALIBRATION_DIR"] = args.calibration
 
     rows = []
     if "latency" in args.sections:

@@ -1,6 +1,6 @@
 """Decoding phone-sized JPEGs at reduced size (DCT scaling) against full decoding.
 
-    python bench/decoding.py --split ../shared/data/wider_val_dev --limit 200
+    python bench/decoding.py --limit 200
 
 Each dev image is upscaled to about 12 megapixels (bicubic) and saved as a
 quality-90 JPEG in memory, like a phone photo. It is then decoded twice, in
@@ -27,9 +27,11 @@ from model.conventions import corners_to_prediction
 from model.detector import Detector
 from model.eval import evaluate, load_split
 from model.eval.predictions import image_key
-from model.images import image_size, open_image
+from model.images import read_header
+from model.inputs import decode
 from model.options import PostprocessOptions, ScalePolicy
 from model.runtime import tune_allocator
+from tools import data
 
 TARGET_PIXELS = 12_000_000
 
@@ -47,27 +49,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--split", type=Path, required=True)
+    parser.add_argument("--split", type=Path, help="a WIDER split (default: the dev split)")
     parser.add_argument("--weights", default="extd-64")
     parser.add_argument("--backend", default="openvino")
     parser.add_argument("--limit", type=int, default=200)
     args = parser.parse_args()
 
     tune_allocator()
-    split = load_split(args.split).subset(args.limit)
+    split = load_split(args.split or data.require(*data.DEV_SPLIT)).subset(args.limit)
     detector = Detector(args.weights, backend=args.backend)
     policy, options = ScalePolicy(), PostprocessOptions()
     times: dict[str, list[float]] = {"full": [], "reduced": []}
     predictions: dict[str, dict[str, np.ndarray]] = {"full": {}, "reduced": {}}
     for name in tqdm(split.images, unit="img"):
-        data, factor = phone_jpeg(split.image_path(name))
-        width, height = image_size(data)
-        resized, _ = detector.sizes(height, width, policy)
-        for mode, at_least in (("full", None), ("reduced", resized[::-1])):
+        photo, factor = phone_jpeg(split.image_path(name))
+        plan = detector.plan(read_header(photo).size, policy)
+        for mode in ("full", "reduced"):
             start = time.perf_counter()
-            pixels = open_image(data, at_least=at_least)
+            item = decode(photo, plan, full_size=mode == "full")
             times[mode].append((time.perf_counter() - start) * 1000)
-            item = detector.prepare_array(pixels, policy, size=(height, width))
             (faces,) = detector.run([item], [options])
             faces[:, :4] /= factor  # back to the original WIDER image
             predictions[mode][image_key(name)] = corners_to_prediction(faces)

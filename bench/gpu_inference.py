@@ -1,6 +1,6 @@
 """GPU forward throughput by batch size, side by side with plain eager, in one run.
 
-    python bench/gpu_inference.py --weights ../shared/weights/EXTD_64.pth --size 640
+    python bench/gpu_inference.py --size 640
 
 Rows: eager fp32 (TF32 off, the reference), plain eager bf16 (the network
 cast to bf16, nothing else), the ``torch-bf16`` backend (batch norm folded,
@@ -25,6 +25,7 @@ from model.backends.eager import EagerBackend
 from model.backends.fused import FusedBackend, fold_batchnorm
 from model.detector import Detector
 from model.weights import load_checkpoint
+from tools import data
 
 
 class PlainBf16:
@@ -80,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--weights", default="../shared/weights/EXTD_64.pth")
+    parser.add_argument("--weights", help="a checkpoint (default: EXTD_64.pth of the found data)")
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per cell")
@@ -98,7 +99,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     device = torch.device(args.device)
-    checkpoint = load_checkpoint(args.weights)
+    checkpoint = load_checkpoint(args.weights or data.require("weights", "EXTD_64.pth"))
     reference = EagerBackend(checkpoint, device)
     backends = [
         ("eager fp32", reference),

@@ -2,8 +2,8 @@
 
     python bench/memory.py                 # about 5 minutes on 2 cores
 
-Starts ``python -m service`` with default settings (weights from the shared
-folder), settles it with ordinary requests, then sends:
+Starts ``python -m service`` with default settings (the released weights,
+found as the tests find them), settles it with ordinary requests, then sends:
 
 1. the worst request the limits allow, twice over: 16 images of 3.9 MP
    (64 MP decoded, each shrunk to a 2.3 MP network input), then one 49 MP
@@ -27,7 +27,8 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from service.launcher import launch
+from tools import data
+from tools.launcher import launch
 
 
 def flat_png(width: int, height: int, grey: int = 120) -> bytes:
@@ -54,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mirror", default="../shared/weights", help="released weights folder")
+    parser.add_argument("--mirror", help="released weights folder (default: found data)")
     parser.add_argument("--sizes", type=int, default=400, help="new exact sizes to send")
     parser.add_argument(
         "--idle-s",
@@ -65,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": args.mirror})
+        mirror = str(args.mirror or data.require("weights"))
+        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": mirror})
         pid = server.process.pid
         rows = []
 

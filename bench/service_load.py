@@ -25,7 +25,8 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.weights import pull
-from service.launcher import launch
+from tools import data
+from tools.launcher import launch
 
 CONFIGS = {
     "batching": {"EXTD_MAX_BATCH_SIZE": "16", "EXTD_MAX_BATCH_DELAY_MS": "5"},
@@ -124,14 +125,12 @@ def main() -> None:
     parser.add_argument(
         "--images",
         type=Path,
-        default=Path("../shared/data/wider_val_dev/images"),
-        help="a photo, or a folder whose JPEGs (every k-th of --limit) the clients cycle through",
+        help="a photo, or a folder whose JPEGs (every k-th of --limit) the clients cycle "
+        "through (default: the dev split's images)",
     )
     parser.add_argument("--limit", type=int, default=64, help="images taken from the folder")
     parser.add_argument("--model", default="extd-64")
-    parser.add_argument(
-        "--mirror", default="../shared/weights", help="where the weights are pulled from"
-    )
+    parser.add_argument("--mirror", help="where the weights are pulled from (default: found data)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=30, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=10, help="seconds of load before measuring")
@@ -149,6 +148,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
+    args.images = args.images or data.require("data", "wider_val_dev", "images")
+    args.mirror = str(args.mirror or data.require("weights"))
     files = sorted(args.images.rglob("*.jpg")) if args.images.is_dir() else [args.images]
     payloads = [f.read_bytes() for f in files[:: max(1, len(files) // args.limit)][: args.limit]]
     params = {"model": args.model} | ({"max_side": args.max_side} if args.max_side else {})

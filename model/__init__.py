@@ -14,20 +14,24 @@ _EXPORTS = {
     "ALL_VARIANTS": "model.variants",
     "EXTD": "model.network",
     "Checkpoint": "model.checkpoint",
-    "CheckpointError": "model.checkpoint",
+    "CheckpointError": "model.errors",
     "Detector": "model.detector",
     "DetectorOptions": "model.options",
-    "ImageError": "model.images",
-    "ImageTooLargeError": "model.images",
+    "ExtdError": "model.errors",
+    "ImageError": "model.errors",
+    "ImageTooLargeError": "model.errors",
+    "InputPlan": "model.inputs",
     "PostprocessOptions": "model.options",
-    "PreparedImage": "model.detector",
+    "PreparedImage": "model.inputs",
+    "RuntimeOptions": "model.options",
     "ScalePolicy": "model.options",
     "Variant": "model.variants",
-    "WeightsError": "model.weights",
+    "WeightsError": "model.errors",
     "count_parameters": "model.network",
     "load_checkpoint": "model.weights",
     "open_image": "model.images",
     "pull": "model.weights",
+    "read_header": "model.images",
     "read_checkpoint": "model.checkpoint",
     "save_checkpoint": "model.checkpoint",
 }
@@ -35,13 +39,21 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # the names as type checkers and editors see them
-    from model.checkpoint import Checkpoint, CheckpointError, read_checkpoint, save_checkpoint
-    from model.detector import Detector, PreparedImage
-    from model.images import ImageError, ImageTooLargeError, open_image
+    from model.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+    from model.detector import Detector
+    from model.errors import (
+        CheckpointError,
+        ExtdError,
+        ImageError,
+        ImageTooLargeError,
+        WeightsError,
+    )
+    from model.images import open_image, read_header
+    from model.inputs import InputPlan, PreparedImage
     from model.network import EXTD, count_parameters
-    from model.options import DetectorOptions, PostprocessOptions, ScalePolicy
+    from model.options import DetectorOptions, PostprocessOptions, RuntimeOptions, ScalePolicy
     from model.variants import ALL_VARIANTS, Variant
-    from model.weights import WeightsError, load_checkpoint, pull
+    from model.weights import load_checkpoint, pull
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,11 @@ def _areas(boxes: Tensor, extra: float) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0] + extra) * (boxes[..., 3] - boxes[..., 1] + extra)
 
 
+def face_sizes(boxes: Tensor) -> Tensor:
+    """The size of each ``x1 y1 x2 y2 ...`` face: the longer side of its box."""
+    return torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
+
+
 def box_iou(a: Tensor, b: Tensor, *, plus_one: bool = False) -> Tensor:
     """IoU of ``(..., N, 4)`` against ``(..., M, 4)`` corner boxes -> ``(..., N, M)``.
 

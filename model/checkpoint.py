@@ -22,6 +22,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from model.errors import CheckpointError
 from model.files import atomic_path
 from model.network import EXTD, count_parameters
 from model.variants import Variant
@@ -29,10 +30,6 @@ from model.variants import Variant
 FORMAT = "extd-checkpoint/1"
 PROJECT_SUFFIX = ".safetensors"
 RELEASE_SUFFIXES = (".pth", ".pt")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, inconsistent or does not fit its variant."""
 
 
 @dataclass

@@ -22,6 +22,11 @@ ANCHOR_SIZES = tuple(16 * 2**k for k in range(NUM_SOURCES))
 # The paper's test-time area bound: images are shrunk to at most 1700x1200 pixels.
 PAPER_MAX_AREA = 1700 * 1200
 
+# The smallest face (the longer side of its box, in network input pixels) that the released
+# models still find about as often as large ones: ``min_face`` scales images so that the
+# smallest face wanted lands here (README, "Smallest face": the measurement).
+RELIABLE_FACE = 16
+
 
 def gt_to_corners(xywh: np.ndarray) -> np.ndarray:
     """Ground-truth ``x y w h ...`` -> ``x1 y1 x2 y2`` with ``x2 = x + w``.

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from model.anchors import anchor_grid
 from model.backends import Backend, create_backend
+from model.boxes import face_sizes
 from model.checkpoint import Checkpoint
-from model.conventions import MEAN_RGB
-from model.images import ImageInput, to_rgb_array
-from model.options import RELEASE, DetectorOptions, PostprocessOptions, ScalePolicy
+from model.errors import OptionsError
+from model.images import ImageInput, Size, Source, open_image, to_rgb_array
+from model.inputs import InputPlan, PreparedImage, load, network_batch, plan_input, prepare
+from model.options import RELEASE, DetectorOptions, PostprocessOptions, RuntimeOptions, ScalePolicy
 from model.paper_protocol import merge_passes, paper_passes
 from model.postprocess import detect_faces
 from model.runtime import trim_heap
@@ -36,17 +36,6 @@ from model.weights import load_checkpoint
 Protocol = Literal["single", "paper"]
 
 _DEFAULTS = DetectorOptions()
-
-
-@dataclass(frozen=True)
-class PreparedImage:
-    """An image ready for a batch: its pixels, sizes and network input shape."""
-
-    pixels: Tensor
-    size: tuple[int, int]
-    resized: tuple[int, int]
-    input_shape: tuple[int, int]
-    flip: bool = False
 
 
 class Detector:
@@ -65,14 +54,18 @@ class Detector:
         bucket_step: int = _DEFAULTS.bucket_step,
         batch_size: int = _DEFAULTS.batch_size,
         batch_pixels: int = _DEFAULTS.batch_pixels,
+        runtime: RuntimeOptions = RuntimeOptions(),
     ) -> None:
-        self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+        self.checkpoint = (
+            weights
+            if isinstance(weights, Checkpoint)
+            else load_checkpoint(weights, directory=runtime.weights_dir)
+        )
         self.device = torch.device(device)
-        self.backend: Backend = create_backend(backend, self.checkpoint, self.device)
+        self.backend: Backend = create_backend(backend, self.checkpoint, self.device, runtime)
         self.bucket_step = bucket_step
         self.batch_size = batch_size
         self.batch_pixels = batch_pixels
-        self._mean = torch.tensor(MEAN_RGB, device=self.device).view(3, 1, 1)
 
     def release_memory(self) -> None:
         """Give back what the backend and the heap keep from the largest inputs seen so far."""
@@ -83,39 +76,20 @@ class Detector:
     def variant(self) -> Variant:
         return self.checkpoint.variant
 
-    def prepare(
-        self, image: ImageInput, policy: ScalePolicy | None = None, *, flip: bool = False
-    ) -> PreparedImage:
-        """Decode and size one image; cheap, and safe to call from worker threads."""
-        pixels = to_rgb_array(image)
-        return self.prepare_array(pixels, policy or ScalePolicy(), flip=flip)
+    def plan(self, size: Size, policy: ScalePolicy) -> InputPlan:
+        """The sizes an upright ``(height, width)`` image runs at under ``policy``."""
+        return plan_input(size, policy, self.bucket_step)
 
-    def sizes(
-        self, height: int, width: int, policy: ScalePolicy
-    ) -> tuple[tuple[int, int], tuple[int, int]]:
-        """``(resized, input_shape)`` of a ``height x width`` image: the size the policy
-        gives it, and the network input it runs in (padded to its bucket unless exact)."""
-        factor = policy.factor(height, width)
-        resized = (max(1, round(height * factor)), max(1, round(width * factor)))
-        if policy.exact:
-            return resized, resized
-        step = self.bucket_step
-        return resized, (-(-resized[0] // step) * step, -(-resized[1] // step) * step)
-
-    def prepare_array(
+    def load(
         self,
-        pixels: np.ndarray,
+        source: Source,
         policy: ScalePolicy,
         *,
-        size: tuple[int, int] | None = None,
-        flip: bool = False,
+        full_size: bool = False,
+        max_pixels: int | None = None,
     ) -> PreparedImage:
-        """Size one decoded image. ``size`` is the ``(height, width)`` the boxes are reported
-        in, when ``pixels`` were decoded smaller (JPEG DCT scaling); default their own."""
-        height, width = size or pixels.shape[:2]
-        resized, input_shape = self.sizes(height, width, policy)
-        tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-        return PreparedImage(tensor, (height, width), resized, input_shape, flip)
+        """One encoded image (a file or bytes) planned for this detector and decoded."""
+        return load(source, policy, self.bucket_step, full_size=full_size, max_pixels=max_pixels)
 
     def run(
         self, items: Sequence[PreparedImage], options: Sequence[PostprocessOptions]
@@ -139,7 +113,7 @@ class Detector:
 
     def detect(
         self,
-        images: Sequence[ImageInput],
+        images: Sequence[ImageInput | bytes],
         *,
         score_threshold: float = RELEASE.score_threshold,
         nms_iou: float = RELEASE.nms_iou,
@@ -147,21 +121,32 @@ class Detector:
         scale: float | None = None,
         max_side: int | None = None,
         max_area: int | None = None,
+        min_face: int | None = None,
         protocol: Protocol = "single",
     ) -> list[np.ndarray]:
         """Faces per image as ``(n, 5)`` float32 arrays of ``x1 y1 x2 y2 score``.
 
-        Boxes are in the pixels of the image as given, sorted by descending
-        score, not clipped. The defaults are the release's thresholds.
+        Images are arrays, PIL images, files or encoded bytes (files and bytes
+        are decoded only as large as the network needs them). Boxes are in the
+        pixels of the upright image as given, sorted by descending score, not
+        clipped. The defaults are the release's thresholds.
         """
         options = PostprocessOptions(score_threshold, nms_iou, max_faces)
-        arrays = [to_rgb_array(image) for image in images]
+        policy = ScalePolicy(scale, max_side, max_area, min_face)
         if protocol == "single":
-            policy = ScalePolicy(scale, max_side, max_area)
-            items = [self.prepare_array(a, policy) for a in arrays]
+            items = [
+                self.load(image, policy)
+                if isinstance(image, (bytes, str, Path))
+                else prepare(pixels := to_rgb_array(image), self.plan(pixels.shape[:2], policy))
+                for image in images
+            ]
             return self.run(items, [options] * len(items))
         if protocol != "paper":
-            raise ValueError(f"unknown protocol {protocol!r}; expected 'single' or 'paper'")
+            raise OptionsError(f"unknown protocol {protocol!r}; expected 'single' or 'paper'")
+        arrays = [
+            open_image(image) if isinstance(image, bytes) else to_rgb_array(image)
+            for image in images
+        ]
         return self._detect_paper(arrays, options)
 
     def _detect_paper(
@@ -169,7 +154,7 @@ class Detector:
     ) -> list[np.ndarray]:
         plans = [paper_passes(*a.shape[:2]) for a in arrays]
         items = [
-            self.prepare_array(a, ScalePolicy(scale=p.scale), flip=p.flip)
+            prepare(a, self.plan(a.shape[:2], ScalePolicy(scale=p.scale)), flip=p.flip)
             for a, plan in zip(arrays, plans, strict=True)
             for p in plan
         ]
@@ -184,18 +169,9 @@ class Detector:
         self,
         items: list[PreparedImage],
         options: list[PostprocessOptions],
-        shape: tuple[int, int],
+        shape: Size,
     ) -> list[Tensor]:
-        batch = torch.zeros((len(items), 3, *shape), device=self.device)
-        for row, item in enumerate(items):
-            pixels = item.pixels.to(self.device).permute(2, 0, 1).float()
-            if item.flip:
-                pixels = pixels.flip(-1)
-            if tuple(item.pixels.shape[:2]) != item.resized:
-                pixels = F.interpolate(
-                    pixels[None], size=item.resized, mode="bilinear", align_corners=False
-                )[0]
-            batch[row, :, : item.resized[0], : item.resized[1]] = pixels - self._mean
+        batch = network_batch(items, shape, self.device)
         offsets, logits = self.backend(batch)
         anchors = anchor_grid(*shape, device=offsets.device)
         faces = detect_faces(offsets, logits, anchors, shape, options)
@@ -203,11 +179,15 @@ class Detector:
 
     @staticmethod
     def _to_original(faces: Tensor, item: PreparedImage) -> Tensor:
-        (height, width), (resized_h, resized_w) = item.size, item.resized
+        """Boxes in the pixels of the image as given; faces under ``min_face`` dropped."""
+        (height, width), (resized_h, resized_w) = item.plan.size, item.plan.resized
         scale = faces.new_tensor([width / resized_w, height / resized_h] * 2)
         boxes = faces[:, :4] * scale
         if item.flip:
             boxes = torch.stack(
                 (width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]), 1
             )
-        return torch.cat((boxes, faces[:, 4:]), dim=1)
+        faces = torch.cat((boxes, faces[:, 4:]), dim=1)
+        if item.plan.min_face:
+            faces = faces[face_sizes(faces) >= item.plan.min_face]
+        return faces

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from model.errors import DataError
 from model.files import atomic_path
-from model.runtime import cache_dir
 from model.weights import known_checkpoints
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ DIFFICULTY_URL = (
 )
 TIMEOUT_S = 60
 CHUNK_BYTES = 1 << 20
-
-
-class DataError(RuntimeError):
-    """Data could not be fetched, or a file is not the pinned one."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +79,10 @@ def write_manifest(root: Path, path: Path = MANIFEST) -> None:
         scratch.write_text("\n".join(lines) + "\n")
 
 
-def default_root() -> Path:
-    """Where ``fetch`` writes by default: ``<EXTD_CACHE_DIR or ~/.cache/extd>/data``."""
-    return cache_dir() / "data"
+def default_root(cache_dir: Path) -> Path:
+    """Where ``fetch`` writes by default: ``data`` in the cache folder
+    (:attr:`RuntimeOptions.cache_dir <model.options.RuntimeOptions.cache_dir>`)."""
+    return cache_dir / "data"
 
 
 def sha256(data: bytes) -> str:
@@ -141,12 +138,9 @@ class FetchReport:
     present: int
 
 
-def fetch(
-    root: Path | None = None, *, mirror: str | None = None, progress: bool = True
-) -> FetchReport:
-    """Make ``root`` hold every manifest file, intact; returns what was fetched and kept."""
-    root = root or default_root()
-    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
+def fetch(root: Path, *, mirror: str | None = None, progress: bool = True) -> FetchReport:
+    """Make ``root`` hold every manifest file, intact, from ``mirror`` (a folder or base URL
+    with the same layout) or the public sources; returns what was fetched and kept."""
     entries = read_manifest()
     with tqdm(entries, desc="check", unit="file", disable=not progress or None) as checking:
         missing = [e for e in checking if not _is_intact(root, e)]

@@ -1,7 +1,10 @@
 """Turning files, bytes, PIL images and arrays into upright RGB uint8 arrays.
 
-Every failure is an :class:`ImageError` with a message a user can act on;
-nothing half-decoded reaches the network.
+An encoded image is read in two steps: :func:`read_header` (size, format,
+EXIF orientation; no pixel is decoded, so work can be refused or planned
+first) and :func:`open_image` (the pixels, upright). Sizes are ``(height,
+width)`` throughout. Every failure is an :class:`ImageError` with a message a
+user can act on; nothing half-decoded reaches the network.
 """
 
 from __future__ import annotations
@@ -10,63 +13,46 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from model.errors import ImageError, ImageTooLargeError, TooManyScansError
+
 ImageInput = Image.Image | np.ndarray | str | Path
+Source = bytes | str | Path
+Size = tuple[int, int]  # (height, width)
+
+# Scans a progressive JPEG may have. libjpeg's progression writes 10 (colour) or 6 (grey),
+# mozjpeg's searched ones stay near that; every scan decodes the whole image again, so a
+# few hundred copies of one scan make a 200 KB file cost a minute of CPU.
+MAX_JPEG_SCANS = 50
+_START_OF_SCAN = b"\xff\xda"  # entropy-coded data stuffs 0xFF with 0x00: only markers match
+# Colour modes libjpeg-turbo decodes to RGB itself (CMYK and YCCK go through PIL).
+_TURBO_MODES = {"RGB", "L", "YCbCr"}
 
 
-class ImageError(ValueError):
-    """The input is not a usable image."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an encoded image's header says, read without decoding any pixel."""
 
+    height: int  # upright: the EXIF orientation applied
+    width: int
+    format: str  # PIL's name: JPEG, PNG, WEBP, ...
+    mode: str  # PIL's colour mode as stored: RGB, L, CMYK, P, I;16, ...
+    orientation: int = 1  # EXIF orientation, 1 = stored upright
 
-class ImageTooLargeError(ImageError):
-    """The image has more pixels than allowed; raised before the pixels are decoded."""
+    @property
+    def size(self) -> Size:
+        return self.height, self.width
 
-
-def _pil_to_rgb(image: Image.Image) -> np.ndarray:
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit int) grey: scale to 8 bits instead of clipping at 255.
-        depth = 65535 if image.mode.startswith("I;16") else max(255, int(np.asarray(image).max()))
-        grey = np.asarray(image, dtype=np.float64) * (255.0 / depth)
-        return np.repeat(np.clip(grey + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if image.mode == "F":
-        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    return np.array(image.convert("RGB"), dtype=np.uint8)
-
-
-@contextmanager
-def _opened(source: bytes | str | Path, max_pixels: int | None) -> Iterator[Image.Image]:
-    """The image with only its header read (refused over ``max_pixels``); every failure,
-    now or while decoding in the caller's block, as an :class:`ImageError`."""
-    name = image_name(source)
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageTooLargeError(
-                        f"{name}: {width}x{height} is {width * height} pixels, "
-                        f"over the limit of {max_pixels}"
-                    )
-                yield image
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLargeError(f"{name}: {error}") from error
-    except FileNotFoundError as error:
-        raise ImageError(f"{name}: no such file") from error
-    except UnidentifiedImageError as error:
-        raise ImageError(f"{name}: not an image, or a format that is not supported") from error
-    except ImageError:
-        raise
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise ImageError(f"{name}: corrupt or truncated image ({error})") from error
+    @property
+    def turned(self) -> bool:
+        """Stored a quarter turn away from upright (orientations 5 to 8)."""
+        return self.orientation in _TURNED
 
 
 # EXIF orientation -> the transpose that makes the stored image upright (as exif_transpose).
@@ -79,70 +65,149 @@ _ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# Orientations that turn the stored image by 90 degrees.
 _TURNED = {5, 6, 7, 8}
 
 
+def image_name(source: Source) -> str:
+    return "image bytes" if isinstance(source, bytes) else str(source)
+
+
+def _read(source: Source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except FileNotFoundError as error:
+        raise ImageError(f"{source}: no such file") from error
+    except OSError as error:
+        raise ImageError(f"{source}: cannot be read ({error.strerror})") from error
+
+
+@contextmanager
+def _opened(data: bytes, name: str) -> Iterator[Image.Image]:
+    """The image with only its header read; every failure, now or while decoding in the
+    caller's block, as an :class:`ImageError`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                yield image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLargeError(f"{name}: {error}") from error
+    except UnidentifiedImageError as error:
+        raise ImageError(f"{name}: not an image, or a format that is not supported") from error
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ImageError(f"{name}: corrupt or truncated image ({error})") from error
+
+
 def _orientation(image: Image.Image) -> int:
-    """The header's EXIF orientation (1: stored upright)."""
-    return image.getexif().get(0x0112, 1)
+    """The EXIF orientation from what opening the file has already read. A PNG's is its
+    ``eXIf`` chunk before the pixels: Pillow's ``getexif`` would decode the whole image to
+    look for one after them."""
+    if image.format == "PNG":
+        raw = image.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        try:
+            exif.load(raw)
+        except (OSError, ValueError, SyntaxError):
+            return 1
+        return int(exif.get(0x0112, 1))
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1
 
 
-def image_size(source: bytes | str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:
-    """Upright ``(width, height)`` from the header alone, so work can be refused or planned
-    before decoding."""
-    with _opened(source, max_pixels) as image:
-        width, height = image.size
-        return (height, width) if _orientation(image) in _TURNED else (width, height)
+def _header(image: Image.Image, data: bytes, name: str, max_pixels: int | None) -> ImageHeader:
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
+        )
+    if image.format == "JPEG" and (scans := data.count(_START_OF_SCAN)) > MAX_JPEG_SCANS:
+        raise TooManyScansError(
+            f"{name}: a JPEG of {scans} scans, more than any encoder writes "
+            f"(at most {MAX_JPEG_SCANS} are decoded)"
+        )
+    orientation = _orientation(image)
+    if orientation not in _ORIENTATION:
+        orientation = 1
+    if orientation in _TURNED:
+        width, height = height, width
+    return ImageHeader(height, width, image.format or "", image.mode, orientation)
+
+
+def read_header(source: Source, *, max_pixels: int | None = None) -> ImageHeader:
+    """Upright size, format and orientation from the header alone: an image over
+    ``max_pixels`` (or a JPEG of too many scans) is refused before any pixel is decoded,
+    so decompression bombs cost nothing."""
+    data, name = _read(source), image_name(source)
+    with _opened(data, name) as image:
+        return _header(image, data, name, max_pixels)
 
 
 def open_image(
-    source: bytes | str | Path,
+    source: Source,
     *,
     max_pixels: int | None = None,
-    at_least: tuple[int, int] | None = None,
+    at_least: Size | None = None,
 ) -> np.ndarray:
     """Decode an encoded image into an upright ``H x W x 3`` RGB uint8 array.
 
-    The header is read first: an image over ``max_pixels`` is refused before
-    any pixel is decoded, so decompression bombs cost nothing. With
-    ``at_least`` (an upright ``(width, height)``), a JPEG is decoded at the
+    The header is checked first (:func:`read_header`'s limits). With
+    ``at_least`` (an upright ``(height, width)``), a JPEG is decoded at the
     smallest 1/2, 1/4 or 1/8 scale that still covers it (libjpeg-turbo's DCT
-    scaling through simplejpeg, else PIL's ``draft``): a 12 MP photo bound for
-    a 2 MP network input decodes several times faster. The caller resizes the
-    rest of the way.
+    scaling): a 12 MP photo bound for a 2 MP network input decodes several
+    times faster; the caller resizes the rest of the way. Each image is
+    decoded once: a JPEG that libjpeg-turbo refuses is corrupt, not retried.
     """
-    name = image_name(source)
-    with _opened(source, max_pixels) as image:
-        if at_least is not None and image.format == "JPEG":
-            orientation = _orientation(image)
-            width, height = at_least[::-1] if orientation in _TURNED else at_least
-            if isinstance(source, bytes):
-                scaled = _decode_jpeg_scaled(source, width, height)
-                if scaled is not None:
-                    return check_array(_upright(scaled, orientation), name=name)
-            image.draft(None, (width, height))
-        image.load()
-        return check_array(_pil_to_rgb(image), name=name)
+    data, name = _read(source), image_name(source)
+    with _opened(data, name) as image:
+        header = _header(image, data, name, max_pixels)
+        if header.format == "JPEG" and header.mode in _TURBO_MODES:
+            pixels = _decode_jpeg(data, name, header, at_least)
+        else:
+            if at_least is not None and header.format == "JPEG":  # CMYK: PIL's own scaling
+                height, width = at_least[::-1] if header.turned else at_least
+                image.draft(None, (width, height))
+            image.load()
+            pixels = _pil_to_rgb(image)
+    return check_array(_upright(pixels, header.orientation), name=name)
 
 
-def _decode_jpeg_scaled(data: bytes, width: int, height: int) -> np.ndarray | None:
-    """RGB pixels at the smallest DCT scale covering ``width x height`` (stored orientation),
-    or None where libjpeg-turbo cannot give RGB (a CMYK JPEG): PIL decodes those."""
+def _decode_jpeg(data: bytes, name: str, header: ImageHeader, at_least: Size | None) -> np.ndarray:
+    """RGB pixels from libjpeg-turbo, in stored orientation, at the smallest DCT scale that
+    covers ``at_least`` (upright), or in full."""
+    height, width = (0, 0) if at_least is None else at_least
+    if header.turned:
+        height, width = width, height
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=width, min_height=height)
-    except (ValueError, RuntimeError):
-        return None
+    except (ValueError, RuntimeError) as error:
+        raise ImageError(f"{name}: corrupt or truncated JPEG ({error})") from error
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Decoded pixels as RGB uint8, in stored orientation."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit int) grey: scale to 8 bits instead of clipping at 255.
+        depth = 65535 if image.mode.startswith("I;16") else max(255, int(np.asarray(image).max()))
+        grey = np.asarray(image, dtype=np.float64) * (255.0 / depth)
+        return np.repeat(np.clip(grey + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
 def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation to pixels decoded without PIL."""
+    """Apply an EXIF orientation to decoded pixels."""
     method = _ORIENTATION.get(orientation)
     return pixels if method is None else np.asarray(Image.fromarray(pixels).transpose(method))
-
-
-def image_name(source: bytes | str | Path) -> str:
-    return "image bytes" if isinstance(source, bytes) else str(source)
 
 
 def check_array(array: np.ndarray, *, name: str = "array") -> np.ndarray:
@@ -161,12 +226,12 @@ def check_array(array: np.ndarray, *, name: str = "array") -> np.ndarray:
 
 
 def to_rgb_array(image: ImageInput) -> np.ndarray:
-    """Accept a PIL image, a uint8 array (RGB) or a file path."""
+    """Accept a PIL image (its EXIF orientation applied), a uint8 array (RGB) or a file path."""
     if isinstance(image, (str, Path)):
         return open_image(Path(image))
     if isinstance(image, Image.Image):
         try:
-            return check_array(_pil_to_rgb(image), name="PIL image")
+            return check_array(_pil_to_rgb(ImageOps.exif_transpose(image)), name="PIL image")
         except (OSError, ValueError) as error:
             raise ImageError(f"PIL image: cannot be read ({error})") from error
     return check_array(image)

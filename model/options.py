@@ -8,10 +8,13 @@ objects, help text included. No torch import, so reading them is cheap.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
-from model.conventions import PAPER_MAX_AREA
+from model.conventions import PAPER_MAX_AREA, RELIABLE_FACE
+from model.errors import OptionsError
 
 BACKENDS = (
     "auto",
@@ -68,11 +71,11 @@ class PostprocessOptions:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
+            raise OptionsError(f"score_threshold must be in [0, 1), got {self.score_threshold}")
         if not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+            raise OptionsError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
         if self.max_faces < 0:
-            raise ValueError(f"max_faces must be >= 0 (0 = no limit), got {self.max_faces}")
+            raise OptionsError(f"max_faces must be >= 0 (0 = no limit), got {self.max_faces}")
 
 
 RELEASE = PostprocessOptions()
@@ -84,12 +87,16 @@ SERVING = PostprocessOptions(score_threshold=0.5, max_faces=0)
 
 @dataclass(frozen=True)
 class ScalePolicy:
-    """How an image is resized before detection.
+    """How an image is resized before detection, and the smallest face wanted.
 
     ``scale`` resizes by a fixed factor and runs the exact size (no padding).
     Otherwise the image is shrunk, never enlarged, until its long side is at
-    most ``max_side`` and its area at most ``max_area`` (by default the
-    paper's 1700x1200 bound), then padded to its size bucket.
+    most ``max_side``, its area at most ``max_area`` (by default the paper's
+    1700x1200 bound) and a face of ``min_face`` pixels comes out at
+    :data:`~model.conventions.RELIABLE_FACE` pixels (the smallest the network
+    finds reliably), then padded to its size bucket. Faces smaller than
+    ``min_face`` (the longer side of the box, in the image's pixels) are
+    dropped from the answer, with ``scale`` too.
     """
 
     scale: float | None = described(
@@ -99,14 +106,20 @@ class ScalePolicy:
     max_area: int | None = described(
         None, "shrink so the area is at most this", unset=f"{PAPER_MAX_AREA} (1700x1200)"
     )
+    min_face: int | None = described(
+        None,
+        "the smallest face wanted, in pixels: the image is shrunk so such a face is still "
+        "found (less work for large minimums) and smaller faces are dropped",
+        unset="none: every face the network finds",
+    )
 
     def __post_init__(self) -> None:
         if self.scale is not None and (self.max_side is not None or self.max_area is not None):
-            raise ValueError("give either scale or max_side/max_area, not both")
-        for name in ("scale", "max_side", "max_area"):
+            raise OptionsError("give either scale or max_side/max_area, not both")
+        for name in ("scale", "max_side", "max_area", "min_face"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number, got {value}")
+                raise OptionsError(f"{name} must be a positive number, got {value}")
 
     @property
     def exact(self) -> bool:
@@ -120,4 +133,66 @@ class ScalePolicy:
             factor = min(factor, self.max_side / max(height, width))
         if self.max_area is not None or self.max_side is None:
             factor = min(factor, math.sqrt((self.max_area or PAPER_MAX_AREA) / (height * width)))
+        if self.min_face is not None:
+            factor = min(factor, RELIABLE_FACE / self.min_face)
         return factor
+
+
+ENV_PREFIX = "EXTD_"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where the model package keeps and finds things, and process tuning.
+
+    Passed down explicitly; only the entry points read the environment
+    (:meth:`from_environment` for the CLI, the service's settings), each field
+    as ``EXTD_<NAME>``.
+    """
+
+    cache_dir: Path = described(
+        Path.home() / ".cache" / "extd",
+        "converted and quantized models, fetched test data",
+        unset="~/.cache/extd",
+    )
+    weights_dir: Path = described(
+        Path("weights"), "where registry names are looked up and released weights are pulled to"
+    )
+    weights_mirror: str | None = described(
+        None, "folder or base URL replacing the public URL of the released weights"
+    )
+    data_mirror: str | None = described(
+        None, "folder or base URL replacing the public sources of the test data"
+    )
+    calibration_dir: Path | None = described(
+        None,
+        "photos openvino-int8 is calibrated on (searched recursively)",
+        unset="the licence-clean set shipped in model/calibration",
+    )
+    calibration_images: int = described(300, "calibration photos used at most (every k-th)")
+    tune_allocator: bool = described(
+        True, "serve large blocks from glibc's heap instead of mmap (see model/runtime.py)"
+    )
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> RuntimeOptions:
+        """The options set in ``environ`` (``EXTD_CACHE_DIR``, ...); empty values are unset."""
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            text = environ.get(ENV_PREFIX + item.name.upper())
+            if not text:
+                continue
+            default = item.default
+            if isinstance(default, bool):
+                values[item.name] = text.strip().lower() not in ("0", "false", "no", "off")
+            elif isinstance(default, int):
+                try:
+                    values[item.name] = int(text)
+                except ValueError as error:
+                    name = ENV_PREFIX + item.name.upper()
+                    raise OptionsError(f"{name} must be a whole number, got {text!r}") from error
+            elif item.name.endswith("_dir"):
+                values[item.name] = Path(text)
+            else:
+                values[item.name] = text
+        return cls(**values)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +19,15 @@ _M_MMAP_MAX = -4
 _KEEP_BYTES = 2**30
 
 
-def tune_allocator() -> bool:
+def tune_allocator(enabled: bool = True) -> bool:
     """Serve large blocks from the heap and keep up to 1 GiB of freed memory (glibc only).
 
     Affects the whole process; entry points (CLI, service, benchmarks) call
-    it once. ``EXTD_TUNE_ALLOCATOR=0`` turns it off (the benchmarks' "plain"
-    baseline does). Returns whether the allocator was tuned.
+    it once, with :attr:`RuntimeOptions.tune_allocator
+    <model.options.RuntimeOptions.tune_allocator>` (``EXTD_TUNE_ALLOCATOR=0`` turns it
+    off; the benchmarks' "plain" baseline does). Returns whether the allocator was tuned.
     """
-    if os.environ.get("EXTD_TUNE_ALLOCATOR", "1") == "0":
+    if not enabled:
         return False
     name = ctypes.util.find_library("c")
     try:
@@ -50,8 +49,3 @@ def trim_heap() -> None:
         ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
     except (OSError, AttributeError, TypeError):
         log.debug("no glibc malloc_trim here")
-
-
-def cache_dir() -> Path:
-    """Where converted models are cached: ``EXTD_CACHE_DIR``, else ``~/.cache/extd``."""
-    return Path(os.environ.get("EXTD_CACHE_DIR") or Path.home() / ".cache" / "extd")

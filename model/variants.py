@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Literal
 
+from model.errors import OptionsError
+
 Head = Literal["fpn", "ssd"]
 Activation = Literal["prelu", "leaky", "relu"]
 
@@ -54,11 +56,11 @@ class Variant:
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}; expected one of {HEADS}")
+            raise OptionsError(f"unknown head {self.head!r}; expected one of {HEADS}")
         if self.width not in WIDTHS:
-            raise ValueError(f"unknown width {self.width!r}; expected one of {WIDTHS}")
+            raise OptionsError(f"unknown width {self.width!r}; expected one of {WIDTHS}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(
+            raise OptionsError(
                 f"unknown activation {self.activation!r}; expected one of {ACTIVATIONS}"
             )
 
@@ -80,7 +82,7 @@ class Variant:
         """Build a variant from its canonical name, e.g. ``fpn-64-prelu``."""
         parts = name.strip().lower().split("-")
         if len(parts) != 3 or not parts[1].isdigit():
-            raise ValueError(
+            raise OptionsError(
                 f"bad variant name {name!r}; expected '<head>-<width>-<activation>', "
                 "e.g. 'fpn-64-prelu'"
             )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 import tomllib
 import urllib.error
@@ -21,24 +20,21 @@ from pathlib import Path
 from model.checkpoint import (
     PROJECT_SUFFIX,
     Checkpoint,
-    CheckpointError,
     read_checkpoint,
     read_release_checkpoint,
     save_checkpoint,
 )
+from model.errors import CheckpointError, WeightsError
 from model.variants import Variant
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR_ENV = "EXTD_WEIGHTS_DIR"
 MIRROR_ENV = "EXTD_WEIGHTS_MIRROR"
+DEFAULT_DIR = Path("weights")
 DOWNLOAD_TIMEOUT_S = 60
 # The most accurate release: what the CLI and the service use when no model is named.
 DEFAULT_MODEL = "extd-64"
-
-
-class WeightsError(RuntimeError):
-    """A checkpoint could not be fetched or failed its checksum."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +71,6 @@ def known_checkpoints() -> dict[str, KnownCheckpoint]:
     }
 
 
-def weights_dir() -> Path:
-    """``EXTD_WEIGHTS_DIR``, else ``./weights``."""
-    return Path(os.environ.get(WEIGHTS_DIR_ENV) or "weights")
-
-
 def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:
     if mirror and not mirror.startswith(("http://", "https://", "file://")):
         path = Path(mirror) / entry.filename
@@ -110,17 +101,16 @@ def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:
 def pull(
     names: list[str] | None = None,
     *,
-    directory: Path | None = None,
+    directory: Path = DEFAULT_DIR,
     mirror: str | None = None,
     force: bool = False,
 ) -> list[Path]:
-    """Fetch, verify and convert known checkpoints; returns the written (or present) files."""
+    """Fetch (from ``mirror``, a folder or base URL, else the public URL), verify and convert
+    known checkpoints into ``directory``; returns the written (or present) files."""
     known = known_checkpoints()
     unknown = sorted(set(names or []) - set(known))
     if unknown:
         raise WeightsError(f"unknown checkpoint names {unknown}; known: {sorted(known)}")
-    directory = directory or weights_dir()
-    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     paths = []
     for name in names or sorted(known):
         entry = known[name]
@@ -150,17 +140,23 @@ def pull(
     return paths
 
 
-def load_checkpoint(weights: str | Path, variant: Variant | None = None) -> Checkpoint:
+def load_checkpoint(
+    weights: str | Path,
+    variant: Variant | None = None,
+    *,
+    directory: Path = DEFAULT_DIR,
+    mirror: str | None = None,
+) -> Checkpoint:
     """The one loader: a project ``.safetensors``, a released ``.pth`` or a registry name.
 
-    A registry name not yet in the weights folder is pulled first.
+    A registry name not yet in ``directory`` is pulled there first.
     """
     path = Path(weights)
     if path.is_file():
         return read_checkpoint(path, variant)
     name = str(weights)
     if name in known_checkpoints():
-        return read_checkpoint(pull([name])[0])
+        return read_checkpoint(pull([name], directory=directory, mirror=mirror)[0])
     raise CheckpointError(
         f"{name!r} is neither a checkpoint file nor a known name ({', '.join(known_checkpoints())})"
     )

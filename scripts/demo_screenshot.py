@@ -17,7 +17,8 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from service.launcher import launch
+from tools import data
+from tools.launcher import launch
 
 
 def main() -> None:
@@ -26,10 +27,11 @@ def main() -> None:
     )
     parser.add_argument("photo", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/demo.png"))
-    parser.add_argument("--mirror", default="../shared/weights", help="released weights folder")
+    parser.add_argument("--mirror", help="released weights folder (default: found data)")
     args = parser.parse_args()
+    mirror = str(args.mirror or data.require("weights"))
     with tempfile.TemporaryDirectory() as folder:
-        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": args.mirror})
+        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": mirror})
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(

@@ -7,16 +7,18 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Any
 
 import torch
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from model.checkpoint import Checkpoint, CheckpointError
+from model.checkpoint import Checkpoint
 from model.detector import Detector
+from model.errors import CheckpointError, WeightsError
 from model.runtime import tune_allocator
-from model.weights import WeightsError, pull
+from model.weights import pull
 from service.auth import ApiKeys, FailureThrottle, read_key_hashes
 from service.batching import Batcher
 from service.config import Settings
@@ -27,6 +29,7 @@ from service.pipeline import Pipeline
 from service.problems import MEDIA_TYPE, install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
 from service.routes import admin, detect, health, models, web
+from service.state import ServiceState, service_state
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ Errors are RFC 9457 problem documents with a stable `code`.
 def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
     """The weights folder's models, built as the settings say; loads and drops counted."""
 
+    runtime = settings.runtime()
+
     def build(checkpoint: Checkpoint) -> Detector:
         return Detector(
             checkpoint,
@@ -48,6 +53,7 @@ def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
             bucket_step=settings.bucket_step,
             batch_size=settings.max_batch_size,
             batch_pixels=settings.max_batch_pixels,
+            runtime=runtime,
         )
 
     def publish(
@@ -100,10 +106,9 @@ def _load_models(
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the worker and load the models in the background: the port opens at once."""
-    settings: Settings = app.state.settings
-    metrics: Metrics = app.state.metrics
-    lifecycle: Lifecycle = app.state.lifecycle
-    tune_allocator()
+    state = service_state(app)
+    settings, metrics, lifecycle = state.settings, state.metrics, state.lifecycle
+    tune_allocator(settings.tune_allocator)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     registry = _registry(settings, metrics)
@@ -116,7 +121,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         release_idle_s=settings.release_idle_s,
     )
     batcher.start()
-    app.state.pipeline = Pipeline(settings, registry, batcher, metrics)
+    state.pipeline = pipeline = Pipeline(settings, registry, batcher, metrics)
     loop = asyncio.get_running_loop()
     stop_watching = threading.Event()
 
@@ -148,7 +153,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stop_watching.set()
         await asyncio.to_thread(batcher.stop, settings.drain_timeout_s)
-        app.state.pipeline.close()
+        pipeline.close()
         log.info("stopped")
 
 
@@ -176,24 +181,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Swagger UI and ReDoc from the package's own assets: the docs work offline.
     app = FastAPIOffline(
         title="EXTD face detection",
-        version="0.1.0",
+        version=version("extd-face"),
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.openapi = _problems_as_problem_json(app)
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.lifecycle = lifecycle = Lifecycle(metrics)
-    app.state.api_keys = ApiKeys(
-        read_key_hashes(
-            settings.api_keys.get_secret_value() if settings.api_keys else None,
-            settings.api_keys_file,
+    lifecycle = Lifecycle(metrics)
+    app.state.service = ServiceState(
+        settings=settings,
+        metrics=metrics,
+        lifecycle=lifecycle,
+        api_keys=ApiKeys(
+            read_key_hashes(
+                settings.api_keys.get_secret_value() if settings.api_keys else None,
+                settings.api_keys_file,
+            ),
+            rate_per_s=settings.api_rate_per_s,
+            burst=settings.api_burst,
         ),
-        rate_per_s=settings.api_rate_per_s,
-        burst=settings.api_burst,
+        failures=FailureThrottle(),
     )
-    app.state.failures = FailureThrottle()
-    app.state.pipeline = None
     install_problem_handlers(app)
     for router in (detect.router, models.router, admin.router, health.router):
         app.include_router(router)

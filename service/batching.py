@@ -20,28 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.detector import Detector, PreparedImage
+from model.detector import Detector
+from model.inputs import PreparedImage
 from model.options import PostprocessOptions
+from service import errors
 from service.metrics import Metrics
 from service.registry import LoadedModel
 
 log = logging.getLogger(__name__)
-
-
-class QueueFullError(Exception):
-    """The queue cannot take the request's images now."""
-
-
-class StoppingError(Exception):
-    """The service is shutting down and takes no new work."""
-
-
-class DeadlineExceededError(Exception):
-    """The request's deadline passed before its images reached the model."""
-
-
-class CancelledError(Exception):
-    """The client went away before its images reached the model."""
 
 
 @dataclass
@@ -159,7 +145,7 @@ class Batcher:
         self._thread.join(timeout_s)
 
     def refuse_queued(self) -> None:
-        """Take no new work and answer everything still queued with :class:`StoppingError`."""
+        """Take no new work and answer everything still queued with :class:`ShuttingDown`."""
         with self._condition:
             self._stopping = True
             refused = list(self._queue)
@@ -168,19 +154,22 @@ class Batcher:
             self._condition.notify_all()
         for job in refused:
             self.metrics.cancelled.labels("stopping").inc()
-            job.resolve(error=StoppingError("the service stopped before this image was run"))
+            job.resolve(error=errors.ShuttingDown("the service stopped before this image was run"))
 
     @contextmanager
     def reserve(self, count: int) -> Iterator[Reservation]:
         """Hold queue room for a request's images before they are decoded, so that a
-        refusal (:class:`QueueFullError`, :class:`StoppingError`) costs no decoding.
+        refusal (:class:`~service.errors.QueueFull`, :class:`~service.errors.ShuttingDown`)
+        costs no decoding.
         Room not used by :meth:`submit` is given back on exit."""
         with self._condition:
             if self._stopping:
-                raise StoppingError("the service is shutting down")
+                raise errors.ShuttingDown("the service is shutting down")
             taken = len(self._queue) + self._reserved
             if taken + count > self.capacity:
-                raise QueueFullError(f"{taken} images queued, room for {self.capacity - taken}")
+                raise errors.QueueFull(
+                    f"server busy: {taken} images queued, room for {self.capacity - taken}"
+                )
             self._reserved += count
         reservation = Reservation(count)
         try:
@@ -202,7 +191,7 @@ class Batcher:
         jobs = [Job(model, item, options, ticket, loop.create_future(), loop) for item in items]
         with self._condition:
             if self._stopping:
-                raise StoppingError("the service is shutting down")
+                raise errors.ShuttingDown("the service is shutting down")
             if len(jobs) > reservation.count:
                 raise ValueError(f"{len(jobs)} images for a reservation of {reservation.count}")
             reservation.count -= len(jobs)
@@ -254,10 +243,10 @@ class Batcher:
         for job in batch:
             if job.ticket.cancelled:
                 self.metrics.cancelled.labels(job.ticket.cancelled).inc()
-                job.resolve(error=CancelledError(job.ticket.cancelled))
+                job.resolve(error=errors.ClientClosed(job.ticket.cancelled))
             elif now > job.ticket.deadline:
                 self.metrics.cancelled.labels("deadline").inc()
-                job.resolve(error=DeadlineExceededError("deadline passed while queued"))
+                job.resolve(error=errors.DeadlineExceeded("deadline passed while queued"))
             else:
                 self.metrics.queue_wait.labels(job.model.name).observe(now - job.enqueued_at)
                 groups[(id(job.model.detector), job.item.input_shape)].append(job)

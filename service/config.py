@@ -9,9 +9,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from model.options import BACKENDS, DetectorOptions, help_text
+from model.options import BACKENDS, DetectorOptions, RuntimeOptions, ScalePolicy, help_text
 
 _DETECTOR = DetectorOptions()
+_RUNTIME = RuntimeOptions()
 
 
 class Settings(BaseSettings):
@@ -24,10 +25,22 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     weights_dir: Path = Field(
-        Path("weights"), description="every .pth and .safetensors checkpoint here is loaded"
+        _RUNTIME.weights_dir, description="every .pth and .safetensors checkpoint here is loaded"
     )
     weights_mirror: str | None = Field(
-        None, description="folder or base URL replacing the public URL when pulling weights"
+        _RUNTIME.weights_mirror, description=help_text(RuntimeOptions, "weights_mirror")
+    )
+    cache_dir: Path = Field(_RUNTIME.cache_dir, description=help_text(RuntimeOptions, "cache_dir"))
+    calibration_dir: Path | None = Field(
+        _RUNTIME.calibration_dir, description=help_text(RuntimeOptions, "calibration_dir")
+    )
+    calibration_images: int = Field(
+        _RUNTIME.calibration_images,
+        ge=1,
+        description=help_text(RuntimeOptions, "calibration_images"),
+    )
+    tune_allocator: bool = Field(
+        _RUNTIME.tune_allocator, description=help_text(RuntimeOptions, "tune_allocator")
     )
     pull_missing: bool = Field(
         True, description="pull the released checkpoints when the weights folder has none"
@@ -63,6 +76,13 @@ class Settings(BaseSettings):
     )
     bucket_step: int = Field(
         _DETECTOR.bucket_step, ge=32, description=help_text(DetectorOptions, "bucket_step")
+    )
+
+    min_face: int | None = Field(
+        None,
+        ge=1,
+        description=help_text(ScalePolicy, "min_face")
+        + " (the default of requests; a request's min_face replaces it, 0 asks for every face)",
     )
 
     warm_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
@@ -119,6 +139,17 @@ class Settings(BaseSettings):
     decode_threads: int = Field(
         default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, description="image decoding pool"
     )
+
+    def runtime(self) -> RuntimeOptions:
+        """The model package's runtime options, as these settings give them."""
+        return RuntimeOptions(
+            cache_dir=self.cache_dir,
+            weights_dir=self.weights_dir,
+            weights_mirror=self.weights_mirror,
+            calibration_dir=self.calibration_dir,
+            calibration_images=self.calibration_images,
+            tune_allocator=self.tune_allocator,
+        )
 
     @model_validator(mode="after")
     def _deadlines_fit_the_drain(self) -> Settings:

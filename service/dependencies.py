@@ -1,8 +1,9 @@
 """FastAPI dependencies: what a route needs from the running app, and admin authentication.
 
-Routes declare these in their signatures (``pipeline: PipelineDep``) instead
-of reaching into ``app.state``; a route that needs the models answers 503
-``not_ready`` until they are loaded.
+Routes declare these in their signatures (``pipeline: PipelineDep``); only
+:func:`get_state` reaches into ``app.state``. A route that needs the models
+answers 503 ``not_ready`` until they are loaded. Tests swap any of these with
+``app.dependency_overrides``.
 """
 
 from __future__ import annotations
@@ -20,28 +21,34 @@ from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.problems import RETRY, ProblemError
 from service.registry import ModelRegistry
+from service.state import ServiceState, service_state
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def get_state(request: Request) -> ServiceState:
+    return service_state(request.app)
 
 
-def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_lifecycle(request: Request) -> Lifecycle:
-    return request.app.state.lifecycle
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
 
 
-def get_pipeline(request: Request) -> Pipeline:
+def get_metrics(state: StateDep) -> Metrics:
+    return state.metrics
+
+
+def get_lifecycle(state: StateDep) -> Lifecycle:
+    return state.lifecycle
+
+
+def get_pipeline(state: StateDep) -> Pipeline:
     """The pipeline, once the models are loaded and warm (stopping still serves accepted work)."""
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    if lifecycle.phase in ("loading", "warming", "failed"):
-        raise ProblemError(
-            503, "not_ready", f"not ready: {lifecycle.phase}", headers=RETRY, reason=lifecycle.phase
-        )
-    return request.app.state.pipeline
+    phase = state.lifecycle.phase
+    if phase in ("loading", "warming", "failed") or state.pipeline is None:
+        raise ProblemError(503, "not_ready", f"not ready: {phase}", headers=RETRY, reason=phase)
+    return state.pipeline
 
 
 def get_registry(pipeline: Annotated[Pipeline, Depends(get_pipeline)]) -> ModelRegistry:
@@ -78,15 +85,14 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _unauthorized(request: Request, detail: str) -> ProblemError:
+def _unauthorized(request: Request, failures: FailureThrottle, detail: str) -> ProblemError:
     """Count a wrong token against the client; 401 now, 429 once it keeps trying."""
-    failures: FailureThrottle = request.app.state.failures
     failures.failed(_client(request))
     return ProblemError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _throttled(request: Request) -> None:
-    wait = request.app.state.failures.wait(_client(request))
+def _throttled(request: Request, failures: FailureThrottle) -> None:
+    wait = failures.wait(_client(request))
     if wait:
         raise ProblemError(
             429,
@@ -98,35 +104,35 @@ def _throttled(request: Request) -> None:
 
 def require_admin(
     request: Request,
-    settings: SettingsDep,
+    state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
 ) -> None:
     """Admin endpoints need ``Authorization: Bearer <EXTD_ADMIN_TOKEN>``; 404 while unset."""
-    token = settings.admin_token
+    token = state.settings.admin_token
     if token is None:
         raise ProblemError(404, "admin_disabled", "set EXTD_ADMIN_TOKEN to enable admin endpoints")
-    _throttled(request)
+    _throttled(request, state.failures)
     given = credentials.credentials if credentials else ""
     if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise _unauthorized(request, "missing or wrong admin bearer token")
+        raise _unauthorized(request, state.failures, "missing or wrong admin bearer token")
 
 
 def require_api_key(
     request: Request,
-    metrics: MetricsDep,
+    state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
     header: Annotated[str | None, Depends(api_key_header)],
 ) -> None:
     """With API keys configured, a valid key in ``Authorization: Bearer`` or ``X-API-Key``,
     within its rate limit; without, nothing."""
-    keys: ApiKeys = request.app.state.api_keys
+    keys: ApiKeys = state.api_keys
     if not keys.enabled:
         return
-    _throttled(request)
+    _throttled(request, state.failures)
     key = keys.identify(header or (bearer.credentials if bearer else ""))
     if key is None:
         raise _unauthorized(
-            request, "missing or wrong API key (Authorization: Bearer or X-API-Key)"
+            request, state.failures, "missing or wrong API key (Authorization: Bearer or X-API-Key)"
         )
     wait = keys.take(key)
     if wait:
@@ -136,19 +142,18 @@ def require_api_key(
             f"API key {key} is over its rate of {keys.rate_per_s:g} requests a second",
             headers=retry_after(wait),
         )
-    metrics.api_requests.labels(key).inc()
+    state.metrics.api_requests.labels(key).inc()
 
 
 def require_metrics_key(
     request: Request,
-    settings: SettingsDep,
-    metrics: MetricsDep,
+    state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
     header: Annotated[str | None, Depends(api_key_header)],
 ) -> None:
     """``/metrics`` asks for an API key only with ``EXTD_PROTECT_METRICS``."""
-    if settings.protect_metrics:
-        require_api_key(request, metrics, bearer, header)
+    if state.settings.protect_metrics:
+        require_api_key(request, state, bearer, header)
 
 
 AdminDep = Depends(require_admin)

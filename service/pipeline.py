@@ -1,4 +1,8 @@
-"""From uploaded bytes to faces: decode off the loop, queue, wait, map errors to problems."""
+"""From uploaded bytes to faces: plan from the headers, refuse early, decode, queue, wait.
+
+The pipeline speaks the service's own terms (:mod:`service.errors`), not
+HTTP, so it runs and is tested without a web app.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.images import ImageError, ImageTooLargeError, image_size, open_image
+from model.errors import ImageError, ImageTooLargeError, TooManyScansError
+from model.images import Size, read_header
+from model.inputs import InputPlan, PreparedImage, decode
 from model.options import PostprocessOptions, ScalePolicy
-from service.batching import (
-    Batcher,
-    CancelledError,
-    DeadlineExceededError,
-    QueueFullError,
-    StoppingError,
-    Ticket,
-)
+from service import errors
+from service.batching import Batcher, Ticket
 from service.config import Settings
 from service.metrics import Metrics
-from service.problems import RETRY, ProblemError
 from service.registry import LoadedModel, ModelRegistry
 
 DISCONNECT_POLL_S = 0.05
@@ -30,20 +29,17 @@ DISCONNECT_POLL_S = 0.05
 
 @dataclass(frozen=True)
 class Detection:
+    """A request's answer: per image, its plan, its decoded pixels and its faces."""
+
     model: LoadedModel
-    sizes: list[tuple[int, int]]  # upright (width, height) of each image, as uploaded
-    pixels: list[np.ndarray]  # decoded, smaller than sizes unless full_size was asked for
+    items: list[PreparedImage]  # pixels smaller than the plan's size unless full_size
     faces: list[np.ndarray]
     timings_ms: dict[str, float]
 
-
-@dataclass(frozen=True)
-class Plan:
-    """What an image will cost, from its header: its upright size and network input size."""
-
-    width: int
-    height: int
-    resized: tuple[int, int]
+    @property
+    def sizes(self) -> list[Size]:
+        """Upright ``(height, width)`` of each image, as uploaded."""
+        return [item.plan.size for item in self.items]
 
 
 class Pipeline:
@@ -61,91 +57,70 @@ class Pipeline:
         model = self.registry.get(name) if name else None
         if model is None:
             known = ", ".join(m.name for m in self.registry.all()) or "none"
-            raise ProblemError(
-                404, "model_not_found", f"no model {name!r} is loaded (loaded: {known})"
-            )
+            raise errors.UnknownModel(f"no model {name!r} is loaded (loaded: {known})")
         return model
 
-    def _refuse(self, reason: str, status: int, code: str, detail: str, **extra) -> ProblemError:
-        """Count a refusal by reason and build the problem that answers it."""
-        self.metrics.rejected.labels(reason).inc()
-        return ProblemError(status, code, detail, **extra)
-
-    def _stopping(self, error: StoppingError) -> ProblemError:
-        return self._refuse("stopping", 503, "shutting_down", str(error), headers=RETRY)
-
-    def _image_error(self, index: int, error: ImageError) -> ProblemError:
-        if isinstance(error, ImageTooLargeError):
-            return self._refuse(
-                "image_too_large",
-                413,
-                "image_too_large",
-                f"image {index}: {error}",
-                index=index,
-                limit=self.settings.max_image_pixels,
-            )
+    def _image_error(self, index: int, error: ImageError) -> errors.Refusal:
         detail = f"image {index}: {error}"
-        return self._refuse("bad_image", 415, "unsupported_image", detail, index=index)
+        if isinstance(error, ImageTooLargeError):
+            limit = self.settings.max_image_pixels
+            return errors.ImageTooLarge(detail, index=index, limit=limit)
+        if isinstance(error, TooManyScansError):
+            return errors.TooManyScans(detail, index=index)
+        return errors.UnsupportedImage(detail, index=index)
 
-    def _plan(self, payloads: list[bytes], model: LoadedModel, policy: ScalePolicy) -> list[Plan]:
-        """Refuse, from the headers and the parameters alone, what would cost too much:
-        an image over the decoded or network-input pixel limits, or a request over its total."""
+    def plan(
+        self, payloads: list[bytes], model: LoadedModel, policy: ScalePolicy
+    ) -> list[InputPlan]:
+        """Refuse, from the headers and the parameters alone, what would cost too much: an
+        image over the decoded or network-input pixel limits, or a request over its total.
+        Reads headers only (a millisecond or so each); run it off the event loop."""
         settings, total, plans = self.settings, 0, []
         for index, data in enumerate(payloads):
             try:
-                width, height = image_size(data, max_pixels=settings.max_image_pixels)
+                header = read_header(data, max_pixels=settings.max_image_pixels)
             except ImageError as error:
                 raise self._image_error(index, error) from error
-            total += width * height
-            resized, (rows, cols) = model.detector.sizes(height, width, policy)
-            plans.append(Plan(width, height, resized))
-            if rows * cols > settings.max_input_pixels:
-                raise self._refuse(
-                    "input_too_large",
-                    413,
-                    "input_too_large",
-                    f"image {index} would run at {cols}x{rows} = {rows * cols} network input "
-                    f"pixels, over the limit of {settings.max_input_pixels}: lower scale or "
-                    "set max_side",
+            total += header.width * header.height
+            plan = model.detector.plan(header.size, policy)
+            plans.append(plan)
+            if plan.input_pixels > settings.max_input_pixels:
+                rows, cols = plan.input_shape
+                raise errors.InputTooLarge(
+                    f"image {index} would run at {cols}x{rows} = {plan.input_pixels} network "
+                    f"input pixels, over the limit of {settings.max_input_pixels}: lower scale "
+                    "or set max_side",
                     index=index,
                     limit=settings.max_input_pixels,
                 )
         if total > settings.max_request_pixels:
-            raise self._refuse(
-                "request_too_large",
-                413,
-                "request_too_large",
+            raise errors.RequestTooLarge(
                 f"the images hold {total} pixels together, over the limit of "
                 f"{settings.max_request_pixels}: send fewer or smaller images per request",
                 limit=settings.max_request_pixels,
             )
         return plans
 
-    def _decode(
-        self, index: int, data: bytes, ticket: Ticket, at_least: tuple[int, int] | None
-    ) -> np.ndarray:
-        """Decode one image on a pool thread, unless its request has already given up;
-        JPEGs at the smallest DCT scale that still covers ``at_least`` (width, height)."""
+    def decode_one(
+        self, index: int, data: bytes, plan: InputPlan, ticket: Ticket, full_size: bool = False
+    ) -> PreparedImage:
+        """Decode one image on a pool thread, unless its request has already given up."""
         if ticket.cancelled or time.monotonic() > ticket.deadline:
-            raise self._deadline()
+            raise _deadline()
         started = time.perf_counter()
         try:
-            pixels = open_image(data, max_pixels=self.settings.max_image_pixels, at_least=at_least)
+            item = decode(
+                data, plan, full_size=full_size, max_pixels=self.settings.max_image_pixels
+            )
         except ImageError as error:
             raise self._image_error(index, error) from error
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
-        return pixels
-
-    def _deadline(self) -> ProblemError:
-        detail = "the request's deadline passed before its faces were found"
-        return self._refuse("deadline", 504, "deadline_exceeded", detail)
+        return item
 
     def _ticket(self, timeout_ms: int | None) -> Ticket:
         limit_ms = int(self.settings.drain_timeout_s * 1000)
         if timeout_ms is not None and timeout_ms > limit_ms:
-            raise ProblemError(
-                422,
-                "invalid_parameters",
+            raise errors.InvalidParameters(
                 f"timeout_ms must be at most {limit_ms} (EXTD_DRAIN_TIMEOUT_S): a shutdown "
                 "lets accepted requests run that long",
                 limit=limit_ms,
@@ -163,44 +138,29 @@ class Pipeline:
         is_disconnected: Callable[[], Awaitable[bool]],
         full_size: bool = False,
     ) -> Detection:
-        """Check, reserve queue room, decode, queue and wait; refusals come first and cheap.
+        """Plan, reserve queue room, decode, queue and wait; refusals come first and cheap.
 
         Images are decoded only as large as the network needs them, unless
-        ``full_size`` (to draw on them).
+        ``full_size`` (to draw on them or hide their faces).
         """
         started = time.perf_counter()
         ticket = self._ticket(timeout_ms)
-        plans = self._plan(payloads, model, policy)
+        plans = await asyncio.to_thread(self.plan, payloads, model, policy)
         loop = asyncio.get_running_loop()
-        try:
-            with self.batcher.reserve(len(payloads)) as reservation:
-                decoding = [
-                    loop.run_in_executor(
-                        self.decode_pool,
-                        self._decode,
-                        i,
-                        data,
-                        ticket,
-                        None if full_size else plan.resized[::-1],
-                    )
-                    for i, (data, plan) in enumerate(zip(payloads, plans, strict=True))
-                ]
-                outcomes = await asyncio.gather(*decoding, return_exceptions=True)
-                for outcome in outcomes:  # report the first bad image by index
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                pixels = list(outcomes)
-                items = [
-                    model.detector.prepare_array(p, policy, size=(plan.height, plan.width))
-                    for p, plan in zip(pixels, plans, strict=True)
-                ]
-                decoded = time.perf_counter()
-                futures = self.batcher.submit(reservation, model, items, options, ticket)
-        except QueueFullError as error:
-            detail = f"server busy: {error}"
-            raise self._refuse("queue_full", 429, "queue_full", detail, headers=RETRY) from error
-        except StoppingError as error:
-            raise self._stopping(error) from error
+        with self.batcher.reserve(len(payloads)) as reservation:
+            decoding = [
+                loop.run_in_executor(
+                    self.decode_pool, self.decode_one, i, data, plan, ticket, full_size
+                )
+                for i, (data, plan) in enumerate(zip(payloads, plans, strict=True))
+            ]
+            outcomes = await asyncio.gather(*decoding, return_exceptions=True)
+            for outcome in outcomes:  # report the first bad image by index
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            items: list[PreparedImage] = list(outcomes)  # type: ignore[arg-type]
+            decoded = time.perf_counter()
+            futures = self.batcher.submit(reservation, model, items, options, ticket)
         faces = await self._wait(futures, ticket, is_disconnected)
         done = time.perf_counter()
         timings = {
@@ -208,8 +168,7 @@ class Pipeline:
             "detect": (done - decoded) * 1000,
             "total": (done - started) * 1000,
         }
-        sizes = [(plan.width, plan.height) for plan in plans]
-        return Detection(model, sizes, pixels, faces, {k: round(v, 2) for k, v in timings.items()})
+        return Detection(model, items, faces, {k: round(v, 2) for k, v in timings.items()})
 
     async def _wait(
         self,
@@ -222,18 +181,12 @@ class Pipeline:
             while True:
                 remaining = ticket.deadline - time.monotonic()
                 if remaining <= 0:
-                    raise DeadlineExceededError("deadline passed")
+                    raise _deadline()
                 done, _ = await asyncio.wait({gathered}, timeout=min(DISCONNECT_POLL_S, remaining))
                 if done:
                     return gathered.result()
                 if await is_disconnected():
-                    raise CancelledError("client went away")
-        except DeadlineExceededError as error:
-            raise self._deadline() from error
-        except CancelledError as error:
-            raise ProblemError(499, "client_closed", "client closed the connection") from error
-        except StoppingError as error:
-            raise self._stopping(error) from error
+                    raise errors.ClientClosed("client closed the connection")
         finally:
             if not gathered.done():
                 ticket.cancelled = (
@@ -244,6 +197,10 @@ class Pipeline:
 
     def close(self) -> None:
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _deadline() -> errors.DeadlineExceeded:
+    return errors.DeadlineExceeded("the request's deadline passed before its faces were found")
 
 
 def _retrieve(future: asyncio.Future) -> None:

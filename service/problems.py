@@ -1,12 +1,16 @@
 """RFC 9457 problem details: every error leaves as ``application/problem+json``.
 
 Each problem has a stable machine-readable ``code``; ``title`` is the HTTP
-reason phrase and ``detail`` says what to fix.
+reason phrase and ``detail`` says what to fix. The service core's refusals
+(:mod:`service.errors`) become problems through :data:`REFUSALS`, the one
+table of status, code and metric label.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -14,6 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import errors
+from service.state import service_state
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ ProblemCode = Literal[
     "request_too_large",
     "shutting_down",
     "too_many_images",
+    "too_many_scans",
     "unauthorized",
     "unsupported_image",
     "unsupported_media_type",
@@ -67,6 +75,36 @@ class ProblemError(Exception):
         self.detail = detail
         self.headers = headers
         self.extra = extra
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How a refusal is answered: status, problem code, and the ``extd_rejected_total``
+    label it is counted under (None: not counted as a rejection)."""
+
+    status: int
+    code: ProblemCode
+    counted_as: str | None = None
+    retry_after_s: float | None = None  # unless the refusal says when
+
+
+REFUSALS: dict[type[errors.Refusal], Answer] = {
+    errors.UnknownModel: Answer(404, "model_not_found"),
+    errors.InvalidParameters: Answer(422, "invalid_parameters"),
+    errors.UnsupportedImage: Answer(415, "unsupported_image", "bad_image"),
+    errors.TooManyScans: Answer(422, "too_many_scans", "too_many_scans"),
+    errors.ImageTooLarge: Answer(413, "image_too_large", "image_too_large"),
+    errors.InputTooLarge: Answer(413, "input_too_large", "input_too_large"),
+    errors.RequestTooLarge: Answer(413, "request_too_large", "request_too_large"),
+    errors.QueueFull: Answer(429, "queue_full", "queue_full", retry_after_s=1),
+    errors.ShuttingDown: Answer(503, "shutting_down", "stopping", retry_after_s=1),
+    errors.DeadlineExceeded: Answer(504, "deadline_exceeded", "deadline"),
+    errors.ClientClosed: Answer(499, "client_closed"),
+}
+
+
+def answer(refusal: errors.Refusal) -> Answer:
+    return REFUSALS[type(refusal)]
 
 
 def _phrase(status: int) -> str:
@@ -106,6 +144,24 @@ _STATUS_CODES: dict[int, ProblemCode] = {
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.Refusal)
+    async def _refused(request: Request, refusal: errors.Refusal) -> JSONResponse:
+        entry = answer(refusal)
+        if entry.counted_as:
+            service_state(request.app).metrics.rejected.labels(entry.counted_as).inc()
+        extra = {k: v for k in ("index", "limit") if (v := getattr(refusal, k)) is not None}
+        headers, retry = None, refusal.retry_after_s or entry.retry_after_s
+        if retry is not None:
+            headers = {"Retry-After": str(max(1, math.ceil(retry)))}
+        return problem_response(
+            entry.status,
+            entry.code,
+            refusal.detail,
+            instance=request.url.path,
+            headers=headers,
+            **extra,
+        )
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, error: ProblemError) -> JSONResponse:
         return problem_response(

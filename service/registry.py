@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import PROJECT_SUFFIX, RELEASE_SUFFIXES, CheckpointError, read_checkpoint
+from model.checkpoint import PROJECT_SUFFIX, RELEASE_SUFFIXES, read_checkpoint
 from model.detector import Detector
+from model.errors import CheckpointError, ExtdError
+from model.inputs import prepare
 from model.options import PostprocessOptions, ScalePolicy
 from model.weights import DEFAULT_MODEL
 
@@ -74,7 +76,9 @@ def warm_up(detector: Detector, sizes: Sequence[tuple[int, int]]) -> set[tuple[i
     Returns the input shapes run."""
     shapes = set()
     for width, height in sizes:
-        item = detector.prepare_array(np.zeros((height, width, 3), np.uint8), ScalePolicy())
+        item = prepare(
+            np.zeros((height, width, 3), np.uint8), detector.plan((height, width), ScalePolicy())
+        )
         detector.run([item], [PostprocessOptions()])
         shapes.add(item.input_shape)
     return shapes
@@ -168,7 +172,8 @@ class ModelRegistry:
                     continue
                 try:
                     model = self._load(name, path, signature, warm)
-                except (CheckpointError, OSError, RuntimeError, ValueError) as error:
+                # OpenVINO and torch raise RuntimeError on a network they cannot compile or run.
+                except (ExtdError, OSError, RuntimeError) as error:
                     self._refused[path] = signature
                     refused[name] = str(error)
                     log.warning("refused checkpoint %s: %s", path, error)

@@ -35,6 +35,13 @@ class DetectParams(BaseModel):
     max_side: int | None = Field(
         None, ge=16, le=8192, description=help_text(ScalePolicy, "max_side")
     )
+    min_face: int | None = Field(
+        None,
+        ge=0,
+        le=8192,
+        description=help_text(ScalePolicy, "min_face")
+        + "; 0 asks for every face (default: the server's EXTD_MIN_FACE, unset: every face)",
+    )
     timeout_ms: int | None = Field(
         None, ge=1, le=600_000, description="deadline (default from the server's settings)"
     )
@@ -51,8 +58,10 @@ class DetectParams(BaseModel):
     def options(self) -> PostprocessOptions:
         return PostprocessOptions(self.score_threshold, self.nms_iou, self.max_faces)
 
-    def policy(self) -> ScalePolicy:
-        return ScalePolicy(scale=self.scale, max_side=self.max_side)
+    def policy(self, default_min_face: int | None = None) -> ScalePolicy:
+        """The scale policy; ``default_min_face`` (the server's) unless the request set one."""
+        min_face = default_min_face if self.min_face is None else self.min_face
+        return ScalePolicy(scale=self.scale, max_side=self.max_side, min_face=min_face or None)
 
 
 class Face(BaseModel):
@@ -62,8 +71,11 @@ class Face(BaseModel):
 
 
 class ImageResult(BaseModel):
-    width: int
+    width: int = Field(description="of the upright image, as uploaded")
     height: int
+    input_size: list[int] = Field(
+        description="width, height the network saw the image at (before padding)"
+    )
     faces: list[Face]
 
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.config import Settings
 from service.lifecycle import SETTLE_S, Lifecycle
+from service.state import ServiceState, service_state
 
 # Exit status when the service could not start serving (no weights, no model).
 STARTUP_FAILED = 3
@@ -44,8 +45,12 @@ class DrainingServer(uvicorn.Server):
         self._draining = False
 
     @property
+    def state(self) -> ServiceState:
+        return service_state(self.app)
+
+    @property
     def lifecycle(self) -> Lifecycle:
-        return self.app.state.lifecycle
+        return self.state.lifecycle
 
     async def serve(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -61,7 +66,8 @@ class DrainingServer(uvicorn.Server):
     async def _drain(self) -> None:
         if not await self.lifecycle.drain(self.settings.drain_timeout_s):
             # Out of time: what still waits is answered 503 shutting_down, never dropped.
-            self.app.state.pipeline.batcher.refuse_queued()
+            if self.state.pipeline is not None:
+                self.state.pipeline.batcher.refuse_queued()
             await self.lifecycle.drain(SETTLE_S)
         self.should_exit = True
 
@@ -75,4 +81,4 @@ def serve(settings: Settings) -> int:
     """Serve until stopped; the process's exit status."""
     app = create_app(settings)
     DrainingServer(app, settings).run()
-    return STARTUP_FAILED if app.state.lifecycle.failure else 0
+    return STARTUP_FAILED if service_state(app).lifecycle.failure else 0

@@ -1,9 +1,7 @@
 """Shared fixtures: the released weights, reference detections and WIDER dev images.
 
-Each file is looked for in ``EXTD_SHARED_DIR``, then ``../shared`` beside the
-repository, then the folder ``python -m model data fetch`` fills; they are
-never copied into the repository. A test whose data is nowhere skips, saying
-how to get it.
+Data is found as the benchmarks find it (:mod:`tools.data`); a test whose
+data is nowhere skips, saying how to get it.
 """
 
 from __future__ import annotations
@@ -17,36 +15,37 @@ import pytest
 import torch
 from live_server import start_server
 
-from model.fetch import default_root
+from model.options import RuntimeOptions
 from model.runtime import tune_allocator
-from service.launcher import RunningServer
+from tools import data
+from tools.launcher import RunningServer
 
-REPO = Path(__file__).resolve().parents[1]
-# Read before the session moves EXTD_CACHE_DIR to a temporary folder.
-DATA_ROOTS = [
-    *(Path(p) for p in [os.environ.get("EXTD_SHARED_DIR")] if p),
-    REPO.parent / "shared",
-    default_root(),
-]
+REPO = data.REPO
 WIDTHS = (32, 48, 64)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 tune_allocator()
 
 
-def shared_path(*parts: str, how: str = "run `python -m model data fetch`") -> Path:
+def shared_path(*parts: str, how: str = data.FETCH_HINT) -> Path:
     """The first data root holding ``parts``; the test skips when none does."""
-    for root in DATA_ROOTS:
-        if (path := root.joinpath(*parts)).exists():
-            return path
-    pytest.skip(f"needs {'/'.join(parts)}: {how} (or set EXTD_SHARED_DIR)")
+    path = data.find(*parts)
+    if path is None:
+        pytest.skip(f"needs {'/'.join(parts)}: {how}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory) -> RuntimeOptions:
+    """Converted models go to a folder of this run, not ~/.cache."""
+    return RuntimeOptions(cache_dir=tmp_path_factory.getbasetemp() / "extd-cache")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache(tmp_path_factory) -> Iterator[None]:
-    """Converted models go to a folder of this run, shared by its servers, not ~/.cache."""
+def private_cache(runtime) -> Iterator[None]:
+    """Servers started by the tests share the run's cache folder too."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EXTD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "extd-cache"))
+        patch.setenv("EXTD_CACHE_DIR", str(runtime.cache_dir))
         yield
 
 
@@ -75,9 +74,9 @@ def reference() -> dict[int, dict[Path, list[list[float]]]]:
             f"extd_{width}_detections.json",
             how="the release's own detections are not public: use the project's shared folder",
         )
-        data = json.loads(file.read_text())
+        detections = json.loads(file.read_text())["detections"]
         loaded[width] = {
-            shared_path(*Path(name).parts): faces for name, faces in data["detections"].items()
+            shared_path(*Path(name).parts): faces for name, faces in detections.items()
         }
     return loaded
 

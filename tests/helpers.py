@@ -47,3 +47,22 @@ def assert_same_faces(
         )
         unmatched = strong[~close.any(dim=1)]
         assert not len(unmatched), f"{what} faces (x1 y1 x2 y2 score):\n{unmatched.numpy()}"
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    """An RFC 9457 problem document with this status and code; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["detail"]
+    return body
+
+
+def upload(*payloads: bytes, field: str = "images") -> dict:
+    """``files=`` of a multipart request carrying ``payloads`` in ``field``."""
+    return {
+        "files": [
+            (field, (f"im{i}", p, "application/octet-stream")) for i, p in enumerate(payloads)
+        ]
+    }

@@ -9,7 +9,7 @@ import pytest
 from helpers import FAST_FP32
 
 from model.weights import pull
-from service.launcher import RunningServer, launch
+from tools.launcher import RunningServer, launch
 
 # Warming one shape is enough for tests that do not measure the first request; the
 # exact fp32 path, so that answers can be held against the torch reference.

@@ -61,3 +61,11 @@ def exif_rotated_jpeg(path: Path) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6
     return encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
+
+
+def photo(width: int = 160, height: int = 120, fmt: str = "JPEG", *, seed: int = 0) -> bytes:
+    """A smooth random picture (no data needed): blurred noise, encoded as ``fmt``."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(1, height // 8), max(1, width // 8), 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    return encode(image, fmt, **({"quality": 90} if fmt == "JPEG" else {}))

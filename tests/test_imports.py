@@ -1,4 +1,5 @@
-"""The import graph of ``model`` and ``service``: no cycles, and a light settings module."""
+"""The import graph of ``model`` and ``service``: no cycles, layers that only look down, and
+a light settings module."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def project_imports(path: Path, modules: set[str]) -> set[str]:
-    """Every project module a file imports, anywhere in it (function bodies included),
-    except under ``if TYPE_CHECKING:``."""
+def all_imports(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (function bodies included), except under
+    ``if TYPE_CHECKING:``; ``from a import b`` counts as ``a`` and ``a.b``."""
     tree = ast.parse(path.read_text())
     skipped = {
         id(node)
@@ -35,7 +36,11 @@ def project_imports(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module)
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return found & modules
+    return found
+
+
+def project_imports(path: Path, modules: set[str]) -> set[str]:
+    return all_imports(path) & modules
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -83,6 +88,44 @@ def test_the_core_never_imports_the_command_layer():
     entry_points = commands | {"model.__main__"}
     offenders = {name for name in set(graph) - entry_points if graph[name] & commands}
     assert not offenders
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        if (name := todo.pop()) not in seen:
+            seen.add(name)
+            todo += graph[name]
+    return seen
+
+
+def test_the_model_package_never_imports_the_service():
+    graph = import_graph()
+    offenders = {
+        n for n in graph if n.startswith("model") and any(t.startswith("service") for t in graph[n])
+    }
+    assert not offenders
+
+
+def test_the_service_core_does_not_need_a_web_framework():
+    """The pipeline and the batcher, and all they import, are testable without FastAPI."""
+    graph = import_graph()
+    files = {module_name(p): p for package in PACKAGES for p in (REPO / package).rglob("*.py")}
+    for core in ("service.pipeline", "service.batching"):
+        for name in reachable(graph, core):
+            web = {
+                m for m in all_imports(files[name]) if m.split(".")[0] in ("fastapi", "starlette")
+            }
+            assert not web, f"{core} reaches {name}, which imports {sorted(web)}"
+
+
+def test_only_one_model_module_reads_the_environment():
+    readers = [
+        path.relative_to(REPO).as_posix()
+        for path in sorted((REPO / "model").rglob("*.py"))
+        if "os.environ" in path.read_text() or "getenv" in path.read_text()
+    ]
+    assert readers == ["model/commands/__init__.py"]
 
 
 def test_reading_the_settings_does_not_load_torch():

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from model.checkpoint import Checkpoint
-from model.options import BACKENDS
+from model.errors import OptionsError
+from model.options import BACKENDS, RuntimeOptions
 
 
 class Backend(Protocol):
@@ -46,7 +47,10 @@ def resolve_backend(name: str, device: torch.device) -> str:
     return "openvino-bf16" if supports_bf16() else "openvino"
 
 
-def create_backend(name: str, checkpoint: Checkpoint, device: torch.device) -> Backend:
+def create_backend(
+    name: str, checkpoint: Checkpoint, device: torch.device, runtime: RuntimeOptions
+) -> Backend:
+    """The backend ``name`` over ``checkpoint``; converted models go to ``runtime.cache_dir``."""
     name = resolve_backend(name, device)
     if name == "torch":
         from model.backends.eager import EagerBackend
@@ -61,7 +65,6 @@ def create_backend(name: str, checkpoint: Checkpoint, device: torch.device) -> B
         from model.backends.openvino import OpenVinoBackend
 
         precision = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
-        if name not in precision:
-            raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
-        return OpenVinoBackend(checkpoint, device, precision=precision[name])
-    raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
+        if name in precision:
+            return OpenVinoBackend(checkpoint, device, runtime, precision=precision[name])
+    raise OptionsError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

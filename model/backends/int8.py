@@ -1,46 +1,47 @@
 """int8 for OpenVINO: post-training quantization with NNCF, calibrated on real photos.
 
-The calibration set is a folder of images (``EXTD_CALIBRATION_DIR``, searched
-recursively; ``EXTD_CALIBRATION_IMAGES`` of them, every k-th in path order). Each image
-is shrunk into the calibration size and mean-subtracted as the Detector does.
-The OpenVINO backend caches the quantized model on disk under
-:func:`cache_key` (the checkpoint's hash, the calibration set's hash and the
-OpenVINO and NNCF versions): it is built once, never per request, never per
-process start after the first.
+The calibration set is a folder of photos
+(:attr:`RuntimeOptions.calibration_dir <model.options.RuntimeOptions.calibration_dir>`,
+searched recursively, every k-th up to ``calibration_images``), by default the
+licence-clean photos shipped in ``model/calibration``. Each photo becomes
+network input exactly as the service makes it (:mod:`model.inputs`, the
+default scale policy and size buckets). The OpenVINO backend caches the
+quantized model on disk under :func:`cache_key` (the checkpoint's hash, the
+calibration set's hash and the OpenVINO and NNCF versions): it is built once,
+never per request, never per process start after the first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from model.checkpoint import Checkpoint
-from model.conventions import MEAN_RGB
-from model.images import ImageError, open_image
+from model.errors import BackendError, ImageError
+from model.inputs import load, network_batch
+from model.options import DetectorOptions, RuntimeOptions, ScalePolicy
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_DIR_ENV = "EXTD_CALIBRATION_DIR"
-CALIBRATION_IMAGES_ENV = "EXTD_CALIBRATION_IMAGES"
-DEFAULT_IMAGES = 300
-# Calibration inputs: photos shrunk to fit 1024x768 (either way up), the size of most WIDER images.
-CALIBRATION_SIDES = (1024, 768)
+# The licence-clean photos calibrated on when no folder is given (see its README).
+SHIPPED_PHOTOS = Path(__file__).resolve().parents[1] / "calibration"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# Network inputs as served: the default policy, padded to the default buckets.
+_POLICY = ScalePolicy()
+_BUCKET_STEP = DetectorOptions().bucket_step
 
 
 def _import_nncf():
     try:
         import nncf
     except ImportError as error:
-        raise RuntimeError(
+        raise BackendError(
             "the openvino-int8 backend needs: pip install 'extd-face[int8]'"
         ) from error
     return nncf
@@ -53,30 +54,28 @@ class CalibrationSet:
     files: tuple[Path, ...]
 
     @classmethod
-    def from_environment(cls) -> CalibrationSet:
-        folder = os.environ.get(CALIBRATION_DIR_ENV)
-        if not folder:
-            raise ValueError(
-                f"openvino-int8 needs calibration photos: set {CALIBRATION_DIR_ENV} to a folder "
-                "of a few hundred real images like those it will see"
-            )
-        limit = int(os.environ.get(CALIBRATION_IMAGES_ENV) or DEFAULT_IMAGES)
-        return cls.from_folder(Path(folder), limit)
+    def from_options(cls, runtime: RuntimeOptions) -> CalibrationSet:
+        return cls.from_folder(
+            runtime.calibration_dir or SHIPPED_PHOTOS, runtime.calibration_images
+        )
 
     @classmethod
-    def from_folder(cls, folder: Path, limit: int = DEFAULT_IMAGES) -> CalibrationSet:
+    def from_folder(cls, folder: Path, limit: int) -> CalibrationSet:
         files = sorted(
             p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )
         if not files:
-            raise ValueError(f"{folder}: no calibration images (.jpg, .png, ...) found")
+            raise BackendError(
+                f"openvino-int8 needs calibration photos: {folder} holds no images "
+                "(.jpg, .png, ...); set EXTD_CALIBRATION_DIR to a folder of real photos"
+            )
         # Every k-th, so that a folder of folders (events, cameras) is covered evenly.
         return cls(tuple(files[:: max(1, len(files) // limit)][:limit]))
 
     @cached_property
     def sha256(self) -> str:
-        """Changes when any image, or the choice of images, changes."""
-        digest = hashlib.sha256(repr(CALIBRATION_SIDES).encode())
+        """Changes when any image, the choice of images or their preparation changes."""
+        digest = hashlib.sha256(f"served:{_POLICY}:{_BUCKET_STEP}".encode())
         for path in self.files:
             digest.update(path.name.encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -90,18 +89,11 @@ class CalibrationSet:
         every pass (a few hundred photos at 1024x768 would take gigabytes held at once)."""
         for path in self.files:
             try:
-                pixels = open_image(path)
+                item = load(path, _POLICY, _BUCKET_STEP)
             except ImageError as error:
                 log.warning("calibration: skipping %s", error)
                 continue
-            height, width = pixels.shape[:2]
-            long_side, short_side = CALIBRATION_SIDES
-            bound = (long_side, short_side) if width >= height else (short_side, long_side)
-            factor = min(1.0, bound[0] / width, bound[1] / height)
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            image = Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32) - np.asarray(MEAN_RGB, np.float32)
-            yield array.transpose(2, 0, 1)[None].copy()
+            yield network_batch([item], item.input_shape).numpy()
 
 
 def cache_key(checkpoint: Checkpoint, calibration: CalibrationSet) -> str:

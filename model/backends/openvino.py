@@ -26,7 +26,8 @@ from torch import Tensor
 
 from model.backends.int8 import CalibrationSet, cache_key, quantize
 from model.checkpoint import Checkpoint
-from model.runtime import cache_dir
+from model.errors import BackendError
+from model.options import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _import_openvino():
     try:
         import openvino
     except ImportError as error:
-        raise RuntimeError(
+        raise BackendError(
             "the openvino backend needs: pip install 'extd-face[openvino]'"
         ) from error
     return openvino
@@ -61,10 +62,10 @@ def supports_bf16() -> bool:
     return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _cached_ir(name: str, build: Callable[[], Any]) -> Path:
-    """``<cache>/openvino/<name>.xml``, built and saved (the .bin first) on first use."""
+def _cached_ir(cache_dir: Path, name: str, build: Callable[[], Any]) -> Path:
+    """``<cache_dir>/openvino/<name>.xml``, built and saved (the .bin first) on first use."""
     openvino = _import_openvino()
-    folder = cache_dir() / "openvino"
+    folder = cache_dir / "openvino"
     xml = folder / f"{name}.xml"
     if xml.is_file():
         return xml
@@ -77,7 +78,7 @@ def _cached_ir(name: str, build: Callable[[], Any]) -> Path:
     return xml
 
 
-def _fp32_ir(checkpoint: Checkpoint) -> Path:
+def _fp32_ir(checkpoint: Checkpoint, cache_dir: Path) -> Path:
     """The network converted once per checkpoint, with dynamic batch and image size."""
 
     def convert() -> Any:
@@ -88,25 +89,30 @@ def _fp32_ir(checkpoint: Checkpoint) -> Path:
                 network, example_input=torch.zeros(_TRACE_SIZE), input=[(-1, 3, -1, -1)]
             )
 
-    return _cached_ir(checkpoint.sha256, convert)
+    return _cached_ir(cache_dir, checkpoint.sha256, convert)
 
 
-def _int8_ir(checkpoint: Checkpoint) -> Path:
-    """The network quantized once per checkpoint and calibration set (``EXTD_CALIBRATION_DIR``)."""
-    calibration = CalibrationSet.from_environment()
+def _int8_ir(checkpoint: Checkpoint, runtime: RuntimeOptions) -> Path:
+    """The network quantized once per checkpoint and calibration set."""
+    calibration = CalibrationSet.from_options(runtime)
 
     def build() -> Any:
-        return quantize(_core().read_model(_fp32_ir(checkpoint)), calibration)
+        return quantize(_core().read_model(_fp32_ir(checkpoint, runtime.cache_dir)), calibration)
 
-    return _cached_ir(f"int8-{cache_key(checkpoint, calibration)}", build)
+    return _cached_ir(runtime.cache_dir, f"int8-{cache_key(checkpoint, calibration)}", build)
 
 
 class OpenVinoBackend:
     def __init__(
-        self, checkpoint: Checkpoint, device: torch.device, *, precision: str = "f32"
+        self,
+        checkpoint: Checkpoint,
+        device: torch.device,
+        runtime: RuntimeOptions,
+        *,
+        precision: str = "f32",
     ) -> None:
         if device.type != "cpu":
-            raise ValueError(f"the openvino backend runs on the CPU, not {device}")
+            raise BackendError(f"the openvino backend runs on the CPU, not {device}")
         if precision == "bf16" and not supports_bf16():
             log.info("this CPU has no bf16 instructions: OpenVINO runs fp32")
             precision = "f32"
@@ -115,10 +121,12 @@ class OpenVinoBackend:
         self.device = device
         core = _core()
         int8 = precision == "int8"
-        model = core.read_model(_int8_ir(checkpoint) if int8 else _fp32_ir(checkpoint))
+        model = core.read_model(
+            _int8_ir(checkpoint, runtime) if int8 else _fp32_ir(checkpoint, runtime.cache_dir)
+        )
         threads = torch.get_num_threads()
         config = {
-            "CACHE_DIR": str(cache_dir() / "openvino-compiled"),
+            "CACHE_DIR": str(runtime.cache_dir / "openvino-compiled"),
             # int8 models keep a few layers in float: those run fp32.
             "INFERENCE_PRECISION_HINT": "f32" if int8 else precision,
             "INFERENCE_NUM_THREADS": threads,

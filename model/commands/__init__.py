@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from model.checkpoint import CheckpointError
 from model.commands import bench, checkpoints, data, detect, evaluate, train
-from model.fetch import DataError
-from model.images import ImageError
+from model.errors import ExtdError
+from model.options import RuntimeOptions
 from model.runtime import tune_allocator
-from model.weights import WeightsError
 
 COMMANDS = (detect, checkpoints, evaluate, train, bench, data)
 
@@ -38,9 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    tune_allocator()
     try:
+        # The one place the model package reads the environment (EXTD_CACHE_DIR, ...).
+        args.runtime = RuntimeOptions.from_environment(os.environ)
+        tune_allocator(args.runtime.tune_allocator)
         return args.handler(args)
-    except (CheckpointError, WeightsError, DataError, ImageError, ValueError) as error:
+    except ExtdError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -112,4 +112,4 @@ def add_detector_options(parser: argparse.ArgumentParser, *, weights: bool = Tru
 def build_detector(args: argparse.Namespace, weights: Any = None, **overrides: Any) -> Detector:
     """The Detector that :func:`add_detector_options`' flags describe."""
     options = options_from(DetectorOptions, args, **overrides)
-    return Detector(weights or args.weights, **dataclasses.asdict(options))
+    return Detector(weights or args.weights, **dataclasses.asdict(options), runtime=args.runtime)

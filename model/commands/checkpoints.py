@@ -35,7 +35,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def describe(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(args.weights)
+    runtime = args.runtime
+    checkpoint = load_checkpoint(
+        args.weights, directory=runtime.weights_dir, mirror=runtime.weights_mirror
+    )
     info = {
         "variant": checkpoint.variant.name,
         "parameters": checkpoint.num_parameters,
@@ -52,7 +55,13 @@ def describe(args: argparse.Namespace) -> int:
 
 
 def pull_weights(args: argparse.Namespace) -> int:
-    for path in pull(args.names or None, directory=args.dir, mirror=args.mirror, force=args.force):
+    runtime = args.runtime
+    for path in pull(
+        args.names or None,
+        directory=args.dir or runtime.weights_dir,
+        mirror=args.mirror or runtime.weights_mirror,
+        force=args.force,
+    ):
         print(path)
     return 0
 

@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Files already present and intact are kept; an interrupted run resumes.",
     )
     fetch_parser.add_argument(
-        "--to", type=Path, default=None, help=f"target folder (default: {default_root()})"
+        "--to", type=Path, default=None, help="target folder (default: $EXTD_CACHE_DIR/data)"
     )
     fetch_parser.add_argument(
         "--mirror",
@@ -33,7 +33,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    report = fetch(args.to, mirror=args.mirror)
+    runtime = args.runtime
+    report = fetch(
+        args.to or default_root(runtime.cache_dir), mirror=args.mirror or runtime.data_mirror
+    )
     print(f"{report.root}: {report.fetched} files fetched, {report.present} already there")
     return 0
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from model.commands.arguments import add_detector_options, add_options, build_detector, options_from
 from model.draw import draw_faces
+from model.errors import OptionsError
 from model.images import open_image
 from model.options import SERVING, PostprocessOptions, ScalePolicy
 
@@ -53,12 +54,12 @@ def expand(patterns: list[str]) -> list[str]:
         elif not path.exists() and glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
-                raise ValueError(f"{pattern}: no file matches")
+                raise OptionsError(f"{pattern}: no file matches")
             paths += matches
         else:
             paths.append(pattern)
     if not paths:
-        raise ValueError(f"no images found in {' '.join(patterns)}")
+        raise OptionsError(f"no images found in {' '.join(patterns)}")
     return paths
 
 
@@ -77,14 +78,17 @@ def run(args: argparse.Namespace) -> int:
     payload = {}
     with tqdm(total=len(paths), unit="img", desc="detect", disable=len(paths) < 2 or None) as bar:
         for chunk in _chunks(paths):
-            arrays = [open_image(Path(p)) for p in chunk]
+            # Files go in as paths: JPEGs are decoded only as large as the network needs.
             results = detector.detect(
-                arrays, **asdict(options), **asdict(policy), protocol=args.protocol
+                [Path(p) for p in chunk],
+                **asdict(options),
+                **asdict(policy),
+                protocol=args.protocol,
             )
-            for path, pixels, faces in zip(chunk, arrays, results, strict=True):
+            for path, faces in zip(chunk, results, strict=True):
                 if args.draw:
                     out = args.draw / f"{Path(path).stem}.jpg"
-                    draw_faces(pixels, faces, min_score=0).save(out, quality=90)
+                    draw_faces(open_image(Path(path)), faces, min_score=0).save(out, quality=90)
                 if args.json:
                     payload[path] = [[round(float(v), 3) for v in face] for face in faces]
                 else:

@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    trainer = Trainer(options_from(TrainConfig, args), resume=args.resume)
+    trainer = Trainer(options_from(TrainConfig, args), resume=args.resume, runtime=args.runtime)
     final = trainer.train()
     if trainer.is_main:
         print(final)

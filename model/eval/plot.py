@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.errors import ExtdError
 from model.eval.ap import EvalResult
 from model.eval.split import SETTINGS
 
@@ -16,7 +17,7 @@ def plot_curves(result: EvalResult, path: str | Path, *, title: str = "") -> Pat
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as error:
-        raise RuntimeError("plotting needs matplotlib: pip install 'extd-face[plot]'") from error
+        raise ExtdError("plotting needs matplotlib: pip install 'extd-face[plot]'") from error
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
     for axis, setting in zip(axes, SETTINGS, strict=True):
         curve = result.curves[setting]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.errors import DataError
+
 
 def image_key(name: str) -> str:
     """``0--Parade/0_Parade_x.jpg`` -> ``0--Parade/0_Parade_x``."""
@@ -31,7 +33,7 @@ def read_predictions(folder: str | Path) -> dict[str, np.ndarray]:
     """Read an official prediction folder; the count line is not trusted, the rows are."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: no such prediction folder")
+        raise DataError(f"{folder}: no such prediction folder")
     predictions = {}
     for path in sorted(folder.glob("*/*.txt")):
         rows = path.read_text().splitlines()[2:]
@@ -41,6 +43,6 @@ def read_predictions(folder: str | Path) -> dict[str, np.ndarray]:
             ]
             faces = np.array(values, dtype=np.float64).reshape(-1, 5)
         except ValueError as error:
-            raise ValueError(f"{path}: expected 'x y w h score' lines ({error})") from error
+            raise DataError(f"{path}: expected 'x y w h score' lines ({error})") from error
         predictions[f"{path.parent.name}/{path.stem}"] = faces
     return predictions

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.errors import DataError
+
 SETTINGS = ("easy", "medium", "hard")
 
 
@@ -37,10 +39,6 @@ class WiderSplit:
         step = len(self.images) // limit
         return replace(self, images=self.images[::step][:limit])
 
-    @property
-    def num_faces(self) -> dict[str, int]:
-        return {s: sum(len(self.lists[s][name]) for name in self.images) for s in SETTINGS}
-
 
 def parse_ground_truth(text: str) -> dict[str, np.ndarray]:
     """Official ``bbx_gt.txt`` -> ``{relative image path: (n, 4) x y w h}``, file order kept."""
@@ -55,12 +53,12 @@ def parse_ground_truth(text: str) -> dict[str, np.ndarray]:
         try:
             count = int(lines[i + 1])
         except (IndexError, ValueError) as error:
-            raise ValueError(f"ground truth: bad face count after {name!r}") from error
+            raise DataError(f"ground truth: bad face count after {name!r}") from error
         # An image with no faces is written as count 0 (or 1) plus one all-zero line.
         written = max(count, 1)
         values = [row.split()[:4] for row in lines[i + 2 : i + 2 + written]]
         if len(values) != written:
-            raise ValueError(f"ground truth: {name!r} ends before its {count} boxes")
+            raise DataError(f"ground truth: {name!r} ends before its {count} boxes")
         faces = np.array(values, dtype=np.float64).reshape(-1, 4)
         boxes[name] = faces if count else faces[:0]
         i += 2 + written
@@ -72,11 +70,11 @@ def load_split(root: str | Path) -> WiderSplit:
     root = Path(root)
     found = sorted(root.glob("wider_face_*_bbx_gt.txt"))
     if len(found) != 1:
-        raise ValueError(f"{root}: expected one wider_face_*_bbx_gt.txt, found {len(found)}")
+        raise DataError(f"{root}: expected one wider_face_*_bbx_gt.txt, found {len(found)}")
     boxes = parse_ground_truth(found[0].read_text())
     difficulty_file = root / "difficulty.json"
     if not difficulty_file.is_file():
-        raise ValueError(f"{root}: difficulty.json (easy/medium/hard lists) is missing")
+        raise DataError(f"{root}: difficulty.json (easy/medium/hard lists) is missing")
     difficulty = json.loads(difficulty_file.read_text())
     lists = {
         setting: {
@@ -86,3 +84,25 @@ def load_split(root: str | Path) -> WiderSplit:
         for setting in SETTINGS
     }
     return WiderSplit(root, tuple(boxes), boxes, lists)
+
+
+def gt_face_sizes(xywh: np.ndarray) -> np.ndarray:
+    """The size of each ground-truth face: the longer side of its box (as ``min_face`` means)."""
+    return np.maximum(xywh[:, 2], xywh[:, 3]) if len(xywh) else np.zeros(0)
+
+
+def at_least(split: WiderSplit, min_face: int) -> WiderSplit:
+    """The split with faces smaller than ``min_face`` left out of every setting's list: the
+    evaluator then ignores them (a detection on one is neither found nor false)."""
+    if not min_face:
+        return split
+    lists = {
+        setting: {
+            name: indices[gt_face_sizes(split.boxes[name])[indices - 1] >= min_face]
+            if len(indices)
+            else indices
+            for name, indices in per_image.items()
+        }
+        for setting, per_image in split.lists.items()
+    }
+    return replace(split, lists=lists)

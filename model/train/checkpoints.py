@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from model.checkpoint import Checkpoint, save_checkpoint
+from model.errors import OptionsError
 from model.files import atomic_path
 from model.train.config import RESUME_KEYS, TrainConfig
 
@@ -93,7 +94,7 @@ def restore(
     saved = state["config"]
     changed = [k for k in RESUME_KEYS if saved.get(k) != getattr(config, k)]
     if changed:
-        raise ValueError(f"cannot resume {path}: {', '.join(changed)} differ from the saved run")
+        raise OptionsError(f"cannot resume {path}: {', '.join(changed)} differ from the saved run")
     network.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"].cpu())

@@ -12,8 +12,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from model.conventions import gt_to_corners
+from model.errors import DataError, ImageError
 from model.eval.split import parse_ground_truth
-from model.images import ImageError, open_image
+from model.images import open_image
 from model.train.augment import augment
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def find_layout(root: Path) -> tuple[Path, Path]:
     found = sorted(root.glob("wider_face_*_bbx_gt.txt"))
     if len(found) == 1 and (root / "images").is_dir():
         return root / "images", found[0]
-    raise ValueError(
+    raise DataError(
         f"{root}: expected WIDER_train/images + wider_face_split/wider_face_train_bbx_gt.txt, "
         "or images/ + one wider_face_*_bbx_gt.txt"
     )

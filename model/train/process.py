@@ -1,12 +1,11 @@
 """Process setup for training: rank, device, process group, seeding, and the DDP wrapper.
 
-``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; a plain
-``python -m model train`` is a world of one.
+Under ``torchrun`` the process group is joined through torch's own
+``env://`` rendezvous; a plain ``python -m model train`` is a world of one.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -45,18 +44,20 @@ class TrainingProcess:
 
 
 def setup_process(device: str, *, seed: int) -> TrainingProcess:
-    """Join the process group (NCCL on GPUs, gloo on CPUs) and seed torch."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    """Join the process group when launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs) and
+    seed torch."""
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    local_rank = dist.get_node_local_rank(fallback_rank=0)
+    if dist.is_torchelastic_launched() and not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    launched = dist.is_initialized()
+    rank = dist.get_rank() if launched else 0
+    world = dist.get_world_size() if launched else 1
     process = TrainingProcess(
         rank, world, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     )
-    if process.distributed and not dist.is_initialized():
-        if use_cuda:
-            torch.cuda.set_device(process.device)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
     # Denormal floats make CPU arithmetic crawl once small gradients appear.
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)

@@ -24,8 +24,10 @@ from model.anchors import anchor_grid
 from model.checkpoint import Checkpoint, load_into
 from model.conventions import MEAN_RGB
 from model.detector import Detector
+from model.errors import OptionsError
 from model.eval import EvalResult, evaluate, load_split, predict_split
 from model.network import EXTD
+from model.options import RuntimeOptions
 from model.train.checkpoints import Checkpointer, restore
 from model.train.config import TrainConfig
 from model.train.data import ResumableSampler, WiderFaceTrainSet, collate, load_annotations
@@ -45,12 +47,18 @@ def initialise(network: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def build_network(config: TrainConfig, device: torch.device) -> EXTD:
-    """The network in train mode: fresh, or the ``init`` checkpoint's weights."""
+def build_network(
+    config: TrainConfig, device: torch.device, runtime: RuntimeOptions = RuntimeOptions()
+) -> EXTD:
+    """The network in train mode: fresh, or the ``init`` checkpoint's weights (a registry
+    name is pulled into ``runtime.weights_dir``)."""
     variant = Variant.parse(config.variant)
     network = EXTD(variant)
     if config.init:
-        load_into(network, load_checkpoint(config.init, variant))
+        checkpoint = load_checkpoint(
+            config.init, variant, directory=runtime.weights_dir, mirror=runtime.weights_mirror
+        )
+        load_into(network, checkpoint)
     else:
         initialise(network)
     network.to(device).train()
@@ -87,15 +95,21 @@ class Throughput:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, *, resume: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: Path | None = None,
+        runtime: RuntimeOptions = RuntimeOptions(),
+    ) -> None:
         self.config = config
         self.process: TrainingProcess = setup_process(config.device, seed=config.seed)
         if config.batch_size % self.process.world:
-            raise ValueError(
+            raise OptionsError(
                 f"batch size {config.batch_size} is not divisible by {self.process.world} processes"
             )
         self.device = self.process.device
-        self.network = build_network(config, self.device)
+        self.network = build_network(config, self.device, runtime)
         self.model = self.process.wrap(self.network)
         self.optimizer = torch.optim.SGD(
             self.network.parameters(),
@@ -116,7 +130,7 @@ class Trainer:
             config.data_root, limit=config.limit_images
         )
         if not annotations:
-            raise ValueError(f"{config.data_root}: no training images")
+            raise OptionsError(f"{config.data_root}: no training images")
         self.dataset = WiderFaceTrainSet(annotations, size=config.input_size, seed=config.seed)
         self.anchors = anchor_grid(config.input_size, config.input_size, device=self.device)
         self.mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1)

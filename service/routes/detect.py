@@ -79,15 +79,16 @@ async def _run(
     upload: Upload | None = None,
     *,
     full_size: bool = False,
+    max_count: int | None = None,
 ) -> Detection:
     """The model is looked up first: an unknown one is refused before the body is read."""
     model = pipeline.model(params.model)
-    upload = upload or await _upload(request, pipeline)
+    upload = upload or await _upload(request, pipeline, max_count=max_count)
     return await pipeline.detect(
         upload.images,
         model=model,
         options=params.options(),
-        policy=params.policy(),
+        policy=params.policy(pipeline.settings.min_face),
         timeout_ms=params.timeout_ms,
         is_disconnected=request.is_disconnected,
         full_size=full_size,
@@ -128,11 +129,17 @@ async def detect(
         ImageResult(
             width=width,
             height=height,
+            input_size=list(item.plan.resized[::-1]),
             faces=_faces(faces, width, height, clip=params.clip),
         )
-        for (width, height), faces in zip(detection.sizes, detection.faces, strict=True)
+        for item, faces in zip(detection.items, detection.faces, strict=True)
+        for height, width in [item.plan.size]
     ]
-    parameters = params.model_dump() | {"model": detection.model.name}
+    policy = params.policy(pipeline.settings.min_face)
+    parameters = params.model_dump() | {
+        "model": detection.model.name,
+        "min_face": policy.min_face or 0,
+    }
     return DetectResponse(
         model=detection.model.name,
         results=results,
@@ -152,10 +159,9 @@ async def detect(
 async def detect_annotated(
     request: Request, pipeline: PipelineDep, params: Annotated[DetectParams, Query()]
 ) -> Response:
-    detection = await _run(request, pipeline, params, full_size=True)
-    if len(detection.pixels) != 1:
-        raise ProblemError(422, "invalid_request", "send exactly one image for an annotated result")
-    picture = draw_faces(detection.pixels[0], detection.faces[0], min_score=params.score_threshold)
+    detection = await _run(request, pipeline, params, full_size=True, max_count=1)
+    pixels = detection.items[0].pixels.numpy()
+    picture = draw_faces(pixels, detection.faces[0], min_score=params.score_threshold)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=90)
     return Response(
@@ -182,7 +188,7 @@ async def deepstack_face(request: Request, pipeline: PipelineDep) -> DeepStackRe
     except ValueError as error:
         raise ProblemError(422, "invalid_parameters", f"min_confidence: {error}") from error
     detection = await _run(request, pipeline, params, upload)
-    (width, height), faces = detection.sizes[0], detection.faces[0]
+    (height, width), faces = detection.sizes[0], detection.faces[0]
     boxes = np.clip(np.rint(faces[:, :4]), 0, [width - 1, height - 1, width - 1, height - 1])
     predictions = [
         DeepStackFace(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from service.dependencies import LifecycleDep, MetricsDep, require_metrics_key
+from service.dependencies import MetricsDep, StateDep, require_metrics_key
 from service.problems import RETRY, ProblemError
 from service.schemas import problem_responses
 
@@ -28,9 +28,10 @@ async def livez() -> dict[str, str]:
     responses=problem_responses({503: "loading, warming or stopping (see reason)"}),
     summary="Models are loaded and warmed up, and the worker takes requests",
 )
-async def readyz(request: Request, lifecycle: LifecycleDep) -> dict[str, object]:
+async def readyz(state: StateDep) -> dict[str, object]:
     """503 ``not_ready`` with ``reason`` ``loading``, ``warming`` or ``stopping`` otherwise."""
-    if not lifecycle.ready:
+    lifecycle = state.lifecycle
+    if not lifecycle.ready or state.pipeline is None:
         raise ProblemError(
             503,
             "not_ready",
@@ -38,7 +39,7 @@ async def readyz(request: Request, lifecycle: LifecycleDep) -> dict[str, object]
             headers=RETRY,
             reason=lifecycle.phase,
         )
-    registry = request.app.state.pipeline.registry
+    registry = state.pipeline.registry
     if registry.get(registry.default_name) is None:
         detail = f"the default model {registry.default_name!r} is not loaded (its file is gone?)"
         raise ProblemError(503, "not_ready", detail, headers=RETRY, reason="default_missing")

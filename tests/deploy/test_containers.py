@@ -22,7 +22,7 @@ from dockerfile import Dockerfile
 from model.images import open_image
 from service.app import create_app
 from service.config import Settings
-from service.launcher import free_port
+from tools.launcher import free_port
 
 APP_ROUTES = set(create_app().openapi()["paths"])
 APP_PORT = Settings().port

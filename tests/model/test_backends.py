@@ -3,8 +3,7 @@
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,8 +15,12 @@ from model.backends.fused import fold_batchnorm
 from model.backends.int8 import CalibrationSet
 from model.checkpoint import read_checkpoint
 from model.detector import Detector
+from model.errors import BackendError, OptionsError
 from model.eval import evaluate, faces_found, load_split, predict_split
 from model.images import open_image
+from model.options import RuntimeOptions
+
+CPU = torch.device("cpu")
 
 FP32 = ["torch-fused", pytest.param("openvino", marks=needs_openvino)]
 
@@ -59,15 +62,12 @@ def test_fp32_backends_match_the_release(release_weights, reference, backend):
 
 
 @pytest.fixture(scope="module")
-def calibration(dev_split, tmp_path_factory) -> Iterator[Path]:
-    """16 dev photos (every 50th) as the int8 calibration set, the variables set for the module."""
+def calibration(dev_split, tmp_path_factory, runtime) -> RuntimeOptions:
+    """16 dev photos (every 50th) as the int8 calibration set."""
     folder = tmp_path_factory.mktemp("calibration")
     for image in sorted((dev_split / "images").rglob("*.jpg"))[::50][:16]:
         (folder / image.name).symlink_to(image)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EXTD_CALIBRATION_DIR", str(folder))
-        patch.setenv("EXTD_CALIBRATION_IMAGES", "16")
-        yield folder
+    return replace(runtime, calibration_dir=folder, calibration_images=16)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,9 @@ def split_40(dev_split):
 
 
 @pytest.fixture(scope="module")
-def fp32_predictions(release_weights, split_40):
-    return predict_split(Detector(release_weights[64], backend="openvino"), split_40, scale=1.0)
+def fp32_predictions(release_weights, split_40, runtime):
+    detector = Detector(release_weights[64], backend="openvino", runtime=runtime)
+    return predict_split(detector, split_40, scale=1.0)
 
 
 @pytest.mark.slow
@@ -93,7 +94,8 @@ def test_reduced_precision_keeps_accuracy(
     at IoU >= 0.9: bf16 0.3 point and 99 %, int8 1 point and 95 %. int8 noise moves small
     faces' boxes by a pixel; on 200 images it measured 0.24 point and 96.6 % (README), on
     these 40 one image more or less at a threshold moves AP by up to 0.8 point."""
-    reduced = predict_split(Detector(release_weights[64], backend=backend), split_40, scale=1.0)
+    detector = Detector(release_weights[64], backend=backend, runtime=calibration)
+    reduced = predict_split(detector, split_40, scale=1.0)
     ap_fp32, ap_fast = evaluate(fp32_predictions, split_40).ap, evaluate(reduced, split_40).ap
     for setting in ap_fp32:
         assert abs(ap_fp32[setting] - ap_fast[setting]) <= points / 100, (setting, ap_fp32, ap_fast)
@@ -105,30 +107,28 @@ def test_reduced_precision_keeps_accuracy(
 @needs_openvino
 @needs_nncf
 def test_int8_is_quantized_once_per_checkpoint_and_calibration_set(
-    release_weights, calibration, tmp_path, monkeypatch, caplog
+    release_weights, calibration, tmp_path, caplog
 ):
-    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("EXTD_CALIBRATION_IMAGES", "4")  # quick: this checks the cache only
+    # Four photos: quick, this checks the cache only.
+    runtime = replace(calibration, cache_dir=tmp_path, calibration_images=4)
     checkpoint = read_checkpoint(release_weights[32])
     with caplog.at_level(logging.INFO, logger="model.backends.int8"):
-        first = create_backend("openvino-int8", checkpoint, torch.device("cpu"))
+        first = create_backend("openvino-int8", checkpoint, CPU, runtime)
         (cached,) = (tmp_path / "openvino").glob("int8-*.xml")
-        second = create_backend("openvino-int8", checkpoint, torch.device("cpu"))
+        second = create_backend("openvino-int8", checkpoint, CPU, runtime)
     assert sum("quantizing to int8" in r.message for r in caplog.records) == 1
     x = torch.randn(1, 3, 96, 128) * 50
     for a, b in zip(first(x), second(x), strict=True):
         torch.testing.assert_close(a, b)
     # Another calibration set is another model.
-    monkeypatch.setenv("EXTD_CALIBRATION_IMAGES", "5")
-    create_backend("openvino-int8", checkpoint, torch.device("cpu"))
+    create_backend("openvino-int8", checkpoint, CPU, replace(runtime, calibration_images=5))
     assert len(list((tmp_path / "openvino").glob("int8-*.xml"))) == 2
     assert cached.is_file()
 
 
-def test_int8_without_calibration_photos_says_so(release_weights, monkeypatch):
-    monkeypatch.delenv("EXTD_CALIBRATION_DIR", raising=False)
-    with pytest.raises(ValueError, match="EXTD_CALIBRATION_DIR"):
-        CalibrationSet.from_environment()
+def test_int8_without_calibration_photos_says_so(tmp_path):
+    with pytest.raises(BackendError, match="EXTD_CALIBRATION_DIR"):
+        CalibrationSet.from_options(RuntimeOptions(calibration_dir=tmp_path))
 
 
 def test_auto_picks_the_fastest_accurate_backend(monkeypatch):
@@ -148,25 +148,24 @@ def test_auto_picks_the_fastest_accurate_backend(monkeypatch):
     assert resolve_backend("torch", torch.device("cuda")) == "torch"
 
 
-def test_bad_backend_choices(release_weights):
+def test_bad_backend_choices(release_weights, runtime):
     checkpoint = read_checkpoint(release_weights[32])
-    with pytest.raises(ValueError, match="unknown backend"):
-        create_backend("tensorrt-9000", checkpoint, torch.device("cpu"))
+    with pytest.raises(OptionsError, match="unknown backend"):
+        create_backend("tensorrt-9000", checkpoint, CPU, runtime)
     if HAS_OPENVINO:
-        with pytest.raises(ValueError, match="runs on the CPU"):
-            create_backend("openvino", checkpoint, torch.device("cuda"))
+        with pytest.raises(BackendError, match="runs on the CPU"):
+            create_backend("openvino", checkpoint, torch.device("cuda"), runtime)
 
 
 @needs_openvino
-def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_path, monkeypatch):
-    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("EXTD_CALIBRATION_IMAGES", "4")  # quick: this checks the cache only
+def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_path):
+    runtime = RuntimeOptions(cache_dir=tmp_path)
     checkpoint = read_checkpoint(release_weights[32])
-    first = create_backend("openvino", checkpoint, torch.device("cpu"))
+    first = create_backend("openvino", checkpoint, CPU, runtime)
     cached = tmp_path / "openvino" / f"{checkpoint.sha256}.xml"
     assert cached.is_file()
     stamp = cached.stat().st_mtime_ns
-    second = create_backend("openvino-bf16", checkpoint, torch.device("cpu"))
+    second = create_backend("openvino-bf16", checkpoint, CPU, runtime)
     assert cached.stat().st_mtime_ns == stamp
     x = torch.randn(1, 3, 64, 96) * 50
     reference = checkpoint.build()(x)
@@ -176,8 +175,8 @@ def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_p
 
 
 @needs_openvino
-def test_openvino_batches_split_across_streams_match_single_images(release_weights):
-    backend = create_backend("openvino", read_checkpoint(release_weights[64]), torch.device("cpu"))
+def test_openvino_batches_split_across_streams_match_single_images(release_weights, runtime):
+    backend = create_backend("openvino", read_checkpoint(release_weights[64]), CPU, runtime)
     batch = torch.randn(5, 3, 96, 128) * 50
     together = backend(batch)
     singles = [backend(image[None]) for image in batch]
@@ -188,13 +187,16 @@ def test_openvino_batches_split_across_streams_match_single_images(release_weigh
 
 OUT_OF_ORDER_RELEASE = """
 import gc, os, signal, sys
+from pathlib import Path
 import torch
 from model.backends import create_backend
 from model.checkpoint import read_checkpoint
+from model.options import RuntimeOptions
 
 checkpoint = read_checkpoint(sys.argv[1])
-first = create_backend("openvino", checkpoint, torch.device("cpu"))
-second = create_backend("openvino-bf16", checkpoint, torch.device("cpu"))
+runtime = RuntimeOptions(cache_dir=Path(sys.argv[2]))
+first = create_backend("openvino", checkpoint, torch.device("cpu"), runtime)
+second = create_backend("openvino-bf16", checkpoint, torch.device("cpu"), runtime)
 del first
 gc.collect()
 del second
@@ -209,10 +211,11 @@ print("handled" if handled else "no signal")
 
 
 @needs_openvino
-def test_releasing_openvino_models_out_of_order_keeps_signals_safe(release_weights):
+def test_releasing_openvino_models_out_of_order_keeps_signals_safe(release_weights, runtime):
     """OpenVINO's CPU plugin swaps the thread's signal stack; one core keeps it valid."""
+    script = [OUT_OF_ORDER_RELEASE, str(release_weights[32]), str(runtime.cache_dir)]
     run = subprocess.run(
-        [sys.executable, "-c", OUT_OF_ORDER_RELEASE, str(release_weights[32])],
+        [sys.executable, "-c", *script],
         capture_output=True,
         text=True,
         timeout=300,

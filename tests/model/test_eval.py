@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from helpers import FAST_FP32
 
+from model.errors import DataError
 from model.eval.ap import evaluate
 from model.eval.predictions import read_predictions, write_predictions
-from model.eval.split import WiderSplit, load_split, parse_ground_truth
+from model.eval.split import SETTINGS, WiderSplit, load_split, parse_ground_truth
 
 
 def make_split(boxes: dict[str, list], lists: dict[str, list[int]]) -> WiderSplit:
@@ -122,14 +123,15 @@ def test_prediction_folder_round_trip(tmp_path):
         again["0--Parade/0_Parade_x"], preds["0--Parade/0_Parade_x"], atol=1e-5
     )
     (tmp_path / "0--Parade" / "bad.txt").write_text("bad\n1\nnot numbers\n")
-    with pytest.raises(ValueError, match=r"bad\.txt"):
+    with pytest.raises(DataError, match=r"bad\.txt"):
         read_predictions(tmp_path)
 
 
 def test_dev_split_loads_with_official_totals(dev_split):
     split = load_split(dev_split)
     assert len(split.images) == 834
-    assert split.num_faces == {"easy": 1871, "medium": 3636, "hard": 9807}
+    listed = {s: sum(len(split.lists[s][name]) for name in split.images) for s in SETTINGS}
+    assert listed == {"easy": 1871, "medium": 3636, "hard": 9807}
     # 12,346 faces plus the all-zero placeholder of the one dev image without faces.
     assert sum(len(b) for b in split.boxes.values()) == 12346 + 1
     subset = split.subset(40)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from model.errors import DataError
 from model.train.augment import MIN_FACE_AREA, augment
 from model.train.data import ResumableSampler, WiderFaceTrainSet, load_annotations
 
@@ -31,7 +32,7 @@ def test_official_layout(tmp_path, dev_split):
     found, _ = load_annotations(tmp_path, limit=5)
     assert len(found) == 5
     assert found[0].path.is_file()
-    with pytest.raises(ValueError, match="expected WIDER_train"):
+    with pytest.raises(DataError, match="expected WIDER_train"):
         load_annotations(tmp_path / "WIDER_train")
 
 

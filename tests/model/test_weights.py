@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from model.checkpoint import read_checkpoint
-from model.weights import WeightsError, known_checkpoints, load_checkpoint, pull
+from model.errors import CheckpointError, WeightsError
+from model.weights import known_checkpoints, load_checkpoint, pull
 
 
 @pytest.fixture
@@ -69,10 +70,8 @@ def test_missing_file_on_the_server_is_a_clear_error(http_mirror, tmp_path):
         pull(["extd-32"], directory=tmp_path, mirror=url)
 
 
-def test_folder_mirror_and_registry_names(weights_mirror, tmp_path, monkeypatch):
-    monkeypatch.setenv("EXTD_WEIGHTS_DIR", str(tmp_path))
-    monkeypatch.setenv("EXTD_WEIGHTS_MIRROR", str(weights_mirror))
-    checkpoint = load_checkpoint("extd-32")
+def test_folder_mirror_and_registry_names(weights_mirror, tmp_path):
+    checkpoint = load_checkpoint("extd-32", directory=tmp_path, mirror=str(weights_mirror))
     assert checkpoint.variant.width == 32
     assert (tmp_path / "extd-32.safetensors").is_file()
 
@@ -80,5 +79,5 @@ def test_folder_mirror_and_registry_names(weights_mirror, tmp_path, monkeypatch)
 def test_unknown_names_are_refused(tmp_path):
     with pytest.raises(WeightsError, match="unknown checkpoint names"):
         pull(["extd-99"], directory=tmp_path)
-    with pytest.raises(ValueError, match="neither a checkpoint file nor a known name"):
+    with pytest.raises(CheckpointError, match="neither a checkpoint file nor a known name"):
         load_checkpoint("extd-99")

@@ -17,7 +17,6 @@ from metrics_text import sample
 
 from model.detector import Detector
 from model.eval.split import load_split
-from model.images import image_size, open_image
 from model.options import SERVING, ScalePolicy
 
 pytestmark = pytest.mark.slow
@@ -42,13 +41,9 @@ def many_images(dev_split) -> list[bytes]:
 
 
 def detect_alone(detector: Detector, data: bytes, policy: ScalePolicy) -> np.ndarray:
-    """One image through the detector, decoded as the service decodes it: a JPEG at the
-    smallest DCT scale that still covers its network size."""
-    width, height = image_size(data)
-    resized, _ = detector.sizes(height, width, policy)
-    pixels = open_image(data, at_least=(resized[1], resized[0]))
-    item = detector.prepare_array(pixels, policy, size=(height, width))
-    (faces,) = detector.run([item], [SERVING])
+    """One image through the detector on the service's input path (a JPEG decoded at the
+    smallest DCT scale that still covers its network size)."""
+    (faces,) = detector.run([detector.load(data, policy)], [SERVING])
     return faces
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from live_server import TEST_SETTINGS
 
-from service.launcher import free_port, start, wait_ready
+from tools.launcher import free_port, start, wait_ready
 
 pytestmark = pytest.mark.slow
 

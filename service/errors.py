@@ -1,0 +1,71 @@
+"""What the service core refuses, in its own terms; the HTTP edge maps each to a problem.
+
+The pipeline and the batcher raise these; ``service/problems.py`` holds the
+one table that turns each into a status, a problem ``code`` and the label it
+is counted under in ``extd_rejected_total``. No FastAPI here, so the core is
+testable without a web app.
+"""
+
+from __future__ import annotations
+
+
+class Refusal(Exception):
+    """A request the service will not serve, or can no longer serve."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        index: int | None = None,
+        limit: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.index = index  # which image of the request, from 0
+        self.limit = limit  # the limit that was exceeded
+        self.retry_after_s = retry_after_s  # when trying again makes sense
+
+
+class UnknownModel(Refusal):
+    """The request names a model that is not loaded."""
+
+
+class InvalidParameters(Refusal):
+    """A parameter the core checks (a deadline longer than the drain, ...)."""
+
+
+class UnsupportedImage(Refusal):
+    """Not an image, a corrupt or truncated one, or a format that is not supported."""
+
+
+class TooManyScans(Refusal):
+    """A JPEG with more progressive scans than any encoder writes (a decoding bomb)."""
+
+
+class ImageTooLarge(Refusal):
+    """An image over the decoded pixel limit, from its header."""
+
+
+class InputTooLarge(Refusal):
+    """An image whose network input would be over the input pixel limit."""
+
+
+class RequestTooLarge(Refusal):
+    """The images of a request together are over the decoded pixel limit."""
+
+
+class QueueFull(Refusal):
+    """The queue cannot take the request's images now."""
+
+
+class ShuttingDown(Refusal):
+    """The service is stopping and takes no new work."""
+
+
+class DeadlineExceeded(Refusal):
+    """The request's deadline passed before its faces were found."""
+
+
+class ClientClosed(Refusal):
+    """The client went away before its answer."""
