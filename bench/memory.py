@@ -5,10 +5,13 @@
 Starts ``python -m service`` with default settings (the released weights,
 found as the tests find them), settles it with ordinary requests, then sends:
 
-1. the worst request the limits allow, twice over: 16 images of 3.9 MP
+1. ordinary mixed traffic: 200 requests of one to three dev photos at their
+   own sizes from 4 clients at once (the peak here is what a replica needs
+   day to day);
+2. the worst request the limits allow, twice over: 16 images of 3.9 MP
    (64 MP decoded, each shrunk to a 2.3 MP network input), then one 49 MP
    image at ``scale=0.25`` plus 15 images of 1 MP;
-2. 400 requests of new exact input sizes (``scale=1``, each size once).
+3. 400 requests of new exact input sizes (``scale=1``, each size once).
 
 and prints the server's resident memory (``/proc/<pid>/status``: VmRSS now,
 VmHWM the peak) before, at peak and after each phase, once the worker has
@@ -22,6 +25,7 @@ import argparse
 import io
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -51,12 +55,28 @@ def post(http: httpx.Client, images: list[bytes], **params) -> int:
     return http.post("/v1/detect", params=params, files=files).status_code
 
 
+def mixed(url: str, count: int) -> list[int]:
+    """``count`` requests of one to three dev photos (own sizes), from 4 clients at once."""
+    photos = sorted(data.require(*data.DEV_SPLIT, "images").rglob("*.jpg"))[::4]
+    payloads = [p.read_bytes() for p in photos[: count * 2]]
+
+    def send(i: int) -> int:
+        images = [payloads[(i * 2 + k) % len(payloads)] for k in range(1 + i % 3)]
+        files = [("images", (f"{k}.jpg", image, "image/jpeg")) for k, image in enumerate(images)]
+        return httpx.post(f"{url}/v1/detect", files=files, timeout=600).status_code
+
+    with ThreadPoolExecutor(4) as clients:
+        return list(clients.map(send, range(count)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mirror", help="released weights folder (default: found data)")
     parser.add_argument("--sizes", type=int, default=400, help="new exact sizes to send")
+    parser.add_argument("--mixed", type=int, default=200, help="ordinary requests to send")
+    parser.add_argument("--backend", default="auto")
     parser.add_argument(
         "--idle-s",
         type=float,
@@ -67,7 +87,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         mirror = str(args.mirror or data.require("weights"))
-        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": mirror})
+        server = launch(Path(folder), {"EXTD_WEIGHTS_MIRROR": mirror, "EXTD_BACKEND": args.backend})
         pid = server.process.pid
         rows = []
 
@@ -85,7 +105,9 @@ def main() -> None:
                 for _ in range(5):
                     assert post(http, [photo]) == 200
                 reading("settled (5 requests of 1024x768)")
-                statuses = [post(http, [flat_png(2000, 1950, grey=g) for g in range(100, 116)])]
+                statuses = mixed(server.url, args.mixed)
+                reading(f"{args.mixed} ordinary requests, 4 clients")
+                statuses.append(post(http, [flat_png(2000, 1950, grey=g) for g in range(100, 116)]))
                 reading("16 x 3.9 MP (64 MP decoded)")
                 big = flat_png(7000, 7000)
                 small = [flat_png(1000, 1000, grey=g) for g in range(100, 115)]

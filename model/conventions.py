@@ -22,10 +22,14 @@ ANCHOR_SIZES = tuple(16 * 2**k for k in range(NUM_SOURCES))
 # The paper's test-time area bound: images are shrunk to at most 1700x1200 pixels.
 PAPER_MAX_AREA = 1700 * 1200
 
-# The smallest face (the longer side of its box, in network input pixels) that the released
-# models still find about as often as large ones: ``min_face`` scales images so that the
-# smallest face wanted lands here (README, "Smallest face": the measurement).
-RELIABLE_FACE = 16
+# ``min_face`` shrinks an image until the smallest face wanted (the longer side of its box)
+# is this many pixels in the network input: a quarter of the input pixels for a minimum of
+# 40 pixels on a 1024x768 photo (bench/min_face.py, README "Smallest face").
+RELIABLE_FACE = 20
+# A face is dropped when its box is under this share of ``min_face``: a box that small
+# still overlaps a face of ``min_face`` at IoU 0.5 (1/sqrt(2)), so no wanted face is lost
+# to the spread of the network's boxes.
+MIN_FACE_TOLERANCE = 0.7
 
 
 def gt_to_corners(xywh: np.ndarray) -> np.ndarray:

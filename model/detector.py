@@ -23,6 +23,7 @@ from model.anchors import anchor_grid
 from model.backends import Backend, create_backend
 from model.boxes import face_sizes
 from model.checkpoint import Checkpoint
+from model.conventions import MIN_FACE_TOLERANCE
 from model.errors import OptionsError
 from model.images import ImageInput, Size, Source, open_image, to_rgb_array
 from model.inputs import InputPlan, PreparedImage, load, network_batch, plan_input, prepare
@@ -189,5 +190,5 @@ class Detector:
             )
         faces = torch.cat((boxes, faces[:, 4:]), dim=1)
         if item.plan.min_face:
-            faces = faces[face_sizes(faces) >= item.plan.min_face]
+            faces = faces[face_sizes(faces) >= item.plan.min_face * MIN_FACE_TOLERANCE]
         return faces

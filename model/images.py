@@ -235,3 +235,44 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
         except (OSError, ValueError) as error:
             raise ImageError(f"PIL image: cannot be read ({error})") from error
     return check_array(image)
+
+
+# Output formats by name, and what an input format is written back as.
+OUTPUT_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_WRITTEN_AS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
+MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+def output_format(header: ImageHeader) -> str:
+    """The output format an image is written back in: its own, PNG for the rest."""
+    return _WRITTEN_AS.get(header.format, "png")
+
+
+def upright_exif(source: Source) -> bytes | None:
+    """The image's EXIF block with the orientation reset to upright (the pixels written
+    with it are upright already), or None when it has none."""
+    data, name = _read(source), image_name(source)
+    with _opened(data, name) as image:
+        raw = image.info.get("exif")
+        if not raw:
+            return None
+        exif = Image.Exif()
+        try:
+            exif.load(raw)
+        except (OSError, ValueError, SyntaxError):
+            return None
+        exif[0x0112] = 1
+        return exif.tobytes()
+
+
+def encode_image(
+    pixels: np.ndarray, fmt: str, *, quality: int = 90, exif: bytes | None = None
+) -> bytes:
+    """``H x W x 3`` RGB pixels as a ``jpeg``, ``png`` or ``webp`` file. Nothing of the
+    original's metadata is written unless ``exif`` is given."""
+    buffer = io.BytesIO()
+    options: dict = {"exif": exif} if exif else {}
+    if fmt in ("jpeg", "webp"):
+        options["quality"] = quality
+    Image.fromarray(pixels).save(buffer, format=OUTPUT_FORMATS[fmt], **options)
+    return buffer.getvalue()

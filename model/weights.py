@@ -42,9 +42,11 @@ class KnownCheckpoint:
     name: str
     variant: Variant
     url: str
-    sha256: str
+    sha256: str  # of the released file
     bytes: int
     license: str
+    content_sha256: str  # of the converted tensors (Checkpoint.sha256)
+    int8_hard_ap_loss: float | None  # measured, in points (README, Speed)
 
     @property
     def filename(self) -> str:
@@ -65,10 +67,28 @@ def known_checkpoints() -> dict[str, KnownCheckpoint]:
         entries = tomllib.load(handle)["checkpoint"]
     return {
         e["name"]: KnownCheckpoint(
-            e["name"], Variant.parse(e["variant"]), e["url"], e["sha256"], e["bytes"], e["license"]
+            e["name"],
+            Variant.parse(e["variant"]),
+            e["url"],
+            e["sha256"],
+            e["bytes"],
+            e["license"],
+            e["content_sha256"],
+            e.get("int8_hard_ap_loss"),
         )
         for e in entries
     }
+
+
+def int8_hard_ap_loss(checkpoint: Checkpoint) -> float | None:
+    """The hard AP (points) ``openvino-int8`` loses on this checkpoint, where measured: by the
+    quantization-aware fine-tuning that wrote it, or in the manifest for a released one."""
+    recorded = checkpoint.training.get("int8_hard_ap_loss")
+    if recorded is not None:
+        return float(recorded)
+    known = {e.content_sha256: e for e in known_checkpoints().values()}
+    entry = known.get(checkpoint.sha256)
+    return entry.int8_hard_ap_loss if entry else None
 
 
 def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:

@@ -24,11 +24,17 @@ from service.batching import Batcher
 from service.config import Settings
 from service.lifecycle import Lifecycle, Phase
 from service.metrics import Metrics
-from service.middleware import DrainMiddleware, LimitsMiddleware, MetricsMiddleware
+from service.middleware import (
+    BODY_TOO_LARGE,
+    HEADERS_TOO_LARGE,
+    DrainMiddleware,
+    LimitsMiddleware,
+    MetricsMiddleware,
+)
 from service.pipeline import Pipeline
-from service.problems import MEDIA_TYPE, install_problem_handlers
+from service.problems import MEDIA_TYPE, REFUSALS, install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
-from service.routes import admin, detect, health, models, web
+from service.routes import admin, anonymize, deepstack, detect, health, models, web
 from service.state import ServiceState, service_state
 
 log = logging.getLogger(__name__)
@@ -64,18 +70,22 @@ def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
         replaced = {model.name: model.variant for model in dropped}
         for model in added:
             metrics.model_info.labels(*_info_labels(model)).set(1)
+            metrics.start_model_series(model.name)
             if replaced.get(model.name, model.variant) != model.variant:
                 metrics.variant_changes.labels(model.name).inc()
         metrics.model_loads.labels("loaded").inc(len(added))
         metrics.model_loads.labels("refused").inc(len(refused))
+        for model in registry.all():
+            metrics.model_file_missing.labels(model.name).set(model.name in registry.missing_files)
 
-    return ModelRegistry(
+    registry = ModelRegistry(
         settings.weights_dir,
         build,
         default=settings.default_model,
         warm_sizes=settings.warm_sizes,
         on_change=publish,
     )
+    return registry
 
 
 def _info_labels(model: LoadedModel) -> tuple[str, str, str, str, str]:
@@ -186,6 +196,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.openapi = _problems_as_problem_json(app)
+    metrics.start_series(
+        {answer.counted_as for answer in REFUSALS.values() if answer.counted_as}
+        | {BODY_TOO_LARGE, HEADERS_TOO_LARGE}
+    )
     lifecycle = Lifecycle(metrics)
     app.state.service = ServiceState(
         settings=settings,
@@ -202,7 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         failures=FailureThrottle(),
     )
     install_problem_handlers(app)
-    for router in (detect.router, models.router, admin.router, health.router):
+    routers = (detect, deepstack, anonymize, models, admin, health)
+    for router in (module.router for module in routers):
         app.include_router(router)
     if settings.web_ui:
         web.install(app)

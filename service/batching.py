@@ -67,6 +67,7 @@ class Reservation:
     """Queue room held for a request while its images are decoded."""
 
     count: int
+    pixels: int  # network input pixels of those images
 
 
 class MemoryGuard:
@@ -129,6 +130,10 @@ class Batcher:
         self.metrics = metrics
         self._queue: deque[Job] = deque()
         self._reserved = 0
+        # Network input pixels queued, reserved and being run, and the measured seconds a
+        # pixel costs (a moving average over batches): what deadline-aware admission uses.
+        self._queued_pixels = self._reserved_pixels = self._running_pixels = 0
+        self.seconds_per_pixel: float | None = None
         self.memory = MemoryGuard(steady_shapes, release_idle_s)
         self._condition = threading.Condition()
         self._stopping = False
@@ -150,6 +155,7 @@ class Batcher:
             self._stopping = True
             refused = list(self._queue)
             self._queue.clear()
+            self._queued_pixels = 0
             self.metrics.queue_depth.set(0)
             self._condition.notify_all()
         for job in refused:
@@ -157,11 +163,13 @@ class Batcher:
             job.resolve(error=errors.ShuttingDown("the service stopped before this image was run"))
 
     @contextmanager
-    def reserve(self, count: int) -> Iterator[Reservation]:
-        """Hold queue room for a request's images before they are decoded, so that a
-        refusal (:class:`~service.errors.QueueFull`, :class:`~service.errors.ShuttingDown`)
-        costs no decoding.
-        Room not used by :meth:`submit` is given back on exit."""
+    def reserve(self, count: int, pixels: int, deadline: float) -> Iterator[Reservation]:
+        """Hold queue room for a request's images (``pixels`` of network input) before they
+        are decoded, so that a refusal costs no decoding: :class:`~service.errors.QueueFull`
+        when the queue is full or when the work ahead of it, at the measured speed, would
+        not leave it time to finish by ``deadline`` (``time.monotonic()``); or
+        :class:`~service.errors.ShuttingDown`. Room not used by :meth:`submit` is given back
+        on exit."""
         with self._condition:
             if self._stopping:
                 raise errors.ShuttingDown("the service is shutting down")
@@ -170,13 +178,24 @@ class Batcher:
                 raise errors.QueueFull(
                     f"server busy: {taken} images queued, room for {self.capacity - taken}"
                 )
+            ahead = self._queued_pixels + self._reserved_pixels + self._running_pixels
+            if ahead and self.seconds_per_pixel:
+                wait = ahead * self.seconds_per_pixel
+                if time.monotonic() + wait + pixels * self.seconds_per_pixel > deadline:
+                    raise errors.QueueFull(
+                        f"server busy: the work queued ahead takes about {wait:.1f} s, it "
+                        "would not leave this request time to finish within its deadline",
+                        retry_after_s=wait,
+                    )
             self._reserved += count
-        reservation = Reservation(count)
+            self._reserved_pixels += pixels
+        reservation = Reservation(count, pixels)
         try:
             yield reservation
         finally:
             with self._condition:
                 self._reserved -= reservation.count
+                self._reserved_pixels -= reservation.pixels
 
     def submit(
         self,
@@ -194,8 +213,12 @@ class Batcher:
                 raise errors.ShuttingDown("the service is shutting down")
             if len(jobs) > reservation.count:
                 raise ValueError(f"{len(jobs)} images for a reservation of {reservation.count}")
+            pixels = sum(item.plan.input_pixels for item in items)
             reservation.count -= len(jobs)
+            reservation.pixels -= pixels
             self._reserved -= len(jobs)
+            self._reserved_pixels -= pixels
+            self._queued_pixels += pixels
             self._queue.extend(jobs)
             self.metrics.queue_depth.set(len(self._queue))
             self._condition.notify()
@@ -221,6 +244,8 @@ class Batcher:
             batch = [
                 self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))
             ]
+            self._running_pixels = sum(job.item.plan.input_pixels for job in batch)
+            self._queued_pixels -= self._running_pixels
             self.metrics.queue_depth.set(len(self._queue))
             return batch
 
@@ -236,6 +261,16 @@ class Batcher:
                 log.exception("batch failed")
                 for job in batch:
                     job.resolve(error=error)
+            finally:
+                with self._condition:
+                    self._running_pixels = 0
+
+    def _measured(self, seconds_per_pixel: float) -> None:
+        """Fold one batch's speed into the moving average admission estimates with."""
+        previous = self.seconds_per_pixel
+        self.seconds_per_pixel = (
+            seconds_per_pixel if previous is None else 0.8 * previous + 0.2 * seconds_per_pixel
+        )
 
     def _run(self, batch: list[Job]) -> None:
         now = time.monotonic()
@@ -260,8 +295,10 @@ class Batcher:
                 for job in jobs:
                     job.resolve(error=error)
                 continue
+            elapsed = time.monotonic() - started
+            self._measured(elapsed / (len(jobs) * jobs[0].item.plan.input_pixels))
             self.memory.ran(model.detector, jobs[0].item.input_shape)
-            self.metrics.inference_duration.labels(model.name).observe(time.monotonic() - started)
+            self.metrics.inference_duration.labels(model.name).observe(elapsed)
             self.metrics.batch_size.labels(model.name).observe(len(jobs))
             self.metrics.images.labels(model.name).inc(len(jobs))
             for job, faces in zip(jobs, results, strict=True):

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     )
     api_burst: int = Field(20, ge=1, description="requests a key may make at once above its rate")
     protect_metrics: bool = Field(False, description="/metrics needs an API key too")
+    forwarded_allow_ips: str = Field(
+        "",
+        description="proxies whose X-Forwarded-For names the client (comma-separated addresses "
+        "or networks, * for any); empty: none, the socket's peer is the client",
+    )
 
     device: str = Field(_DETECTOR.device, description=help_text(DetectorOptions, "device"))
     backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]

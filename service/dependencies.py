@@ -73,6 +73,7 @@ api_bearer = HTTPBearer(
     description="an API key (EXTD_API_KEYS); needed only when keys are configured",
     auto_error=False,
 )
+KEY_PLACES = "Authorization: Bearer, X-API-Key, or the api_key form field of DeepStack routes"
 api_key_header = APIKeyHeader(
     name="X-API-Key",
     scheme_name="apiKeyHeader",
@@ -82,24 +83,25 @@ api_key_header = APIKeyHeader(
 
 
 def _client(request: Request) -> str:
+    """The client's address: the socket peer, or what a trusted proxy (EXTD_FORWARDED_ALLOW_IPS)
+    says it forwarded for."""
     return request.client.host if request.client else "unknown"
 
 
-def _unauthorized(request: Request, failures: FailureThrottle, detail: str) -> ProblemError:
-    """Count a wrong token against the client; 401 now, 429 once it keeps trying."""
-    failures.failed(_client(request))
-    return ProblemError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-def _throttled(request: Request, failures: FailureThrottle) -> None:
-    wait = failures.wait(_client(request))
+def _refused_token(request: Request, failures: FailureThrottle, detail: str) -> ProblemError:
+    """A wrong or missing token: 401, or 429 once this address has sent too many. Only
+    failures count, so a right token is never held up by someone else's wrong ones."""
+    client = _client(request)
+    wait = failures.wait(client)
     if wait:
-        raise ProblemError(
+        return ProblemError(
             429,
             "rate_limited",
             "too many wrong tokens from this address: wait before trying again",
             headers=retry_after(wait),
         )
+    failures.failed(client)
+    return ProblemError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def require_admin(
@@ -111,29 +113,19 @@ def require_admin(
     token = state.settings.admin_token
     if token is None:
         raise ProblemError(404, "admin_disabled", "set EXTD_ADMIN_TOKEN to enable admin endpoints")
-    _throttled(request, state.failures)
     given = credentials.credentials if credentials else ""
     if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise _unauthorized(request, state.failures, "missing or wrong admin bearer token")
+        raise _refused_token(request, state.failures, "missing or wrong admin bearer token")
 
 
-def require_api_key(
-    request: Request,
-    state: StateDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
-    header: Annotated[str | None, Depends(api_key_header)],
-) -> None:
-    """With API keys configured, a valid key in ``Authorization: Bearer`` or ``X-API-Key``,
-    within its rate limit; without, nothing."""
+def check_api_key(request: Request, state: ServiceState, presented: str) -> None:
+    """With API keys configured, ``presented`` must be one, within its rate limit."""
     keys: ApiKeys = state.api_keys
     if not keys.enabled:
         return
-    _throttled(request, state.failures)
-    key = keys.identify(header or (bearer.credentials if bearer else ""))
+    key = keys.identify(presented)
     if key is None:
-        raise _unauthorized(
-            request, state.failures, "missing or wrong API key (Authorization: Bearer or X-API-Key)"
-        )
+        raise _refused_token(request, state.failures, f"missing or wrong API key ({KEY_PLACES})")
     wait = keys.take(key)
     if wait:
         raise ProblemError(
@@ -145,15 +137,26 @@ def require_api_key(
     state.metrics.api_requests.labels(key).inc()
 
 
-def require_metrics_key(
-    request: Request,
-    state: StateDep,
+def presented_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(api_bearer)],
     header: Annotated[str | None, Depends(api_key_header)],
+) -> str:
+    return header or (bearer.credentials if bearer else "")
+
+
+def require_api_key(
+    request: Request, state: StateDep, presented: Annotated[str, Depends(presented_key)]
+) -> None:
+    """A valid key in ``Authorization: Bearer`` or ``X-API-Key`` (when keys are configured)."""
+    check_api_key(request, state, presented)
+
+
+def require_metrics_key(
+    request: Request, state: StateDep, presented: Annotated[str, Depends(presented_key)]
 ) -> None:
     """``/metrics`` asks for an API key only with ``EXTD_PROTECT_METRICS``."""
     if state.settings.protect_metrics:
-        require_api_key(request, state, bearer, header)
+        check_api_key(request, state, presented)
 
 
 AdminDep = Depends(require_admin)

@@ -12,6 +12,8 @@ from service.problems import RETRY, ProblemError, problem_response
 
 # Paths that do work: counted in flight, refused while stopping. Health and docs stay open.
 WORK_PREFIX = "/v1/"
+# What the limits refuse, as counted in extd_rejected_total.
+BODY_TOO_LARGE, HEADERS_TOO_LARGE = "body_too_large", "headers_too_large"
 
 
 class LimitsMiddleware:
@@ -28,7 +30,7 @@ class LimitsMiddleware:
         self.metrics = metrics
 
     def _error(self) -> ProblemError:
-        self.metrics.rejected.labels("body_too_large").inc()
+        self.metrics.rejected.labels(BODY_TOO_LARGE).inc()
         return ProblemError(
             413, "body_too_large", f"request body over {self.max_bytes} bytes", limit=self.max_bytes
         )
@@ -36,7 +38,7 @@ class LimitsMiddleware:
     def _refusal(self, scope: Scope) -> ProblemError | None:
         header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if header_bytes > self.max_header_bytes:
-            self.metrics.rejected.labels("headers_too_large").inc()
+            self.metrics.rejected.labels(HEADERS_TOO_LARGE).inc()
             detail = f"request headers of {header_bytes} bytes, over {self.max_header_bytes}"
             return ProblemError(431, "headers_too_large", detail, limit=self.max_header_bytes)
         declared = dict(scope["headers"]).get(b"content-length")

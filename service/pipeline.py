@@ -11,20 +11,23 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from model.errors import ImageError, ImageTooLargeError, TooManyScansError
 from model.images import Size, read_header
-from model.inputs import InputPlan, PreparedImage, decode
+from model.inputs import InputPlan, PreparedImage, prepare
 from model.options import PostprocessOptions, ScalePolicy
 from service import errors
 from service.batching import Batcher, Ticket
 from service.config import Settings
+from service.decoding import DecoderPool, DecodersStopped, DecodeTimeout
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
 
 DISCONNECT_POLL_S = 0.05
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class Pipeline:
         self.registry = registry
         self.batcher = batcher
         self.metrics = metrics
+        # Threads wait on the decoder processes and do the requests' other pixel work.
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        self.decoders = DecoderPool(settings.decode_threads)
 
     def model(self, name: str | None) -> LoadedModel:
         name = name or self.registry.default_name
@@ -104,18 +109,28 @@ class Pipeline:
     def decode_one(
         self, index: int, data: bytes, plan: InputPlan, ticket: Ticket, full_size: bool = False
     ) -> PreparedImage:
-        """Decode one image on a pool thread, unless its request has already given up."""
+        """Decode one image in a decoder process (waited for on a pool thread), unless its
+        request has already given up; abandoned, decoder and all, at the deadline."""
         if ticket.cancelled or time.monotonic() > ticket.deadline:
             raise _deadline()
         started = time.perf_counter()
         try:
-            item = decode(
-                data, plan, full_size=full_size, max_pixels=self.settings.max_image_pixels
+            pixels = self.decoders.decode(
+                data,
+                at_least=None if full_size else plan.resized,
+                max_pixels=self.settings.max_image_pixels,
+                deadline=ticket.deadline,
             )
         except ImageError as error:
             raise self._image_error(index, error) from error
+        except DecodeTimeout as error:
+            if error.killed:
+                self.metrics.decodes_abandoned.inc()
+            raise _deadline() from error
+        except DecodersStopped as error:
+            raise errors.ShuttingDown("the service stopped while this image was decoded") from error
         self.metrics.preprocess_duration.observe(time.perf_counter() - started)
-        return item
+        return prepare(pixels, plan)
 
     def _ticket(self, timeout_ms: int | None) -> Ticket:
         limit_ms = int(self.settings.drain_timeout_s * 1000)
@@ -147,7 +162,8 @@ class Pipeline:
         ticket = self._ticket(timeout_ms)
         plans = await asyncio.to_thread(self.plan, payloads, model, policy)
         loop = asyncio.get_running_loop()
-        with self.batcher.reserve(len(payloads)) as reservation:
+        pixels = sum(plan.input_pixels for plan in plans)
+        with self.batcher.reserve(len(payloads), pixels, ticket.deadline) as reservation:
             decoding = [
                 loop.run_in_executor(
                     self.decode_pool, self.decode_one, i, data, plan, ticket, full_size
@@ -195,7 +211,18 @@ class Pipeline:
                 gathered.cancel()
                 gathered.add_done_callback(_retrieve)
 
+    async def offload(self, work: Callable[..., T], *args: object) -> T:
+        """Run pixel work for a request (drawing, hiding faces, encoding) on the decode pool:
+        off the event loop, within the bounded threads decoding has."""
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work, *args)
+
+    def abandon_decoding(self) -> None:
+        """Stop the decoders: what they still decode is answered ``shutting_down`` (the drain's
+        time is up)."""
+        self.decoders.close()
+
     def close(self) -> None:
+        self.decoders.close()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -105,6 +105,9 @@ class ModelRegistry:
         self._on_change = on_change
         self._models: dict[str, LoadedModel] = {}
         self._refused: dict[Path, tuple[int, int]] = {}
+        self._chosen_default: str | None = None
+        # Loaded models whose file is gone: the default keeps serving from memory.
+        self.missing_files: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, name: str) -> LoadedModel | None:
@@ -115,11 +118,9 @@ class ModelRegistry:
 
     @property
     def default_name(self) -> str | None:
-        if self._requested_default:
-            return self._requested_default
-        if DEFAULT_MODEL in self._models:
-            return DEFAULT_MODEL
-        return min(self._models, default=None)
+        """The configured default, else the one chosen when the first models loaded
+        (``extd-64`` if there, else the first by name). It never changes by itself."""
+        return self._requested_default or self._chosen_default
 
     def checkpoint_files(self) -> dict[str, Path]:
         """Model name -> file; a project checkpoint wins over a release file of the same name."""
@@ -193,15 +194,29 @@ class ModelRegistry:
                 added.append(model)
                 loaded.append(name)
                 log.info("loaded model %s from %s (%s)", name, path, model.variant)
-            removed = [name for name in self._models if name not in files]
-            for name in removed:
+            if self._chosen_default is None and self._models:
+                self._chosen_default = (
+                    DEFAULT_MODEL if DEFAULT_MODEL in self._models else min(self._models)
+                )
+            missing_before = set(self.missing_files)
+            self.missing_files -= set(files)
+            removed = []
+            for name in [n for n in self._models if n not in files]:
+                if name == default:
+                    if name not in self.missing_files:
+                        self.missing_files.add(name)
+                        log.warning(
+                            "the file of the default model %s is gone: it keeps serving from "
+                            "memory until a file replaces it",
+                            name,
+                        )
+                    continue
+                removed.append(name)
                 dropped.append(self._models.pop(name))
                 log.info("unloaded model %s: its file is gone", name)
-            if default and self.default_name != default:
-                log.warning("the default model is now %s (was %s)", self.default_name, default)
-            if self.default_name and self.default_name not in self._models:
-                log.error("the default model %s is not loaded", self.default_name)
-        if self._on_change and (added or dropped or refused):
+        if self._on_change and (
+            added or dropped or refused or missing_before != self.missing_files
+        ):
             self._on_change(added, dropped, refused)
         return ReloadReport(loaded, refused, removed)
 

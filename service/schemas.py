@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from model.options import SERVING, PostprocessOptions, ScalePolicy, help_text
+from model.anonymize import MASK_SCALE_RANGE, METHODS, SHAPES, AnonymizeOptions, parse_color
+from model.images import OUTPUT_FORMATS
+from model.options import PRIVACY, SERVING, PostprocessOptions, ScalePolicy, help_text
 from service.problems import ProblemCode
 
 
@@ -64,6 +66,52 @@ class DetectParams(BaseModel):
         return ScalePolicy(scale=self.scale, max_side=self.max_side, min_face=min_face or None)
 
 
+_ANONYMIZE = AnonymizeOptions()
+
+
+class AnonymizeParams(DetectParams):
+    """Query parameters of ``/v1/anonymize``: detection's, with a threshold for privacy, and
+    how faces are hidden."""
+
+    # model.options.PRIVACY: a lower threshold than detection's, since a missed face leaks.
+    score_threshold: float = Field(
+        PRIVACY.score_threshold,
+        ge=0.0,
+        lt=1.0,
+        description=help_text(PostprocessOptions, "score_threshold"),
+    )
+    method: Literal[METHODS] = Field(  # type: ignore[valid-type]
+        _ANONYMIZE.method, description=help_text(AnonymizeOptions, "method")
+    )
+    shape: Literal[SHAPES] = Field(  # type: ignore[valid-type]
+        _ANONYMIZE.shape, description=help_text(AnonymizeOptions, "shape")
+    )
+    mask_scale: float = Field(
+        _ANONYMIZE.mask_scale,
+        ge=MASK_SCALE_RANGE[0],
+        le=MASK_SCALE_RANGE[1],
+        description=help_text(AnonymizeOptions, "mask_scale"),
+    )
+    color: str = Field(_ANONYMIZE.color, description=help_text(AnonymizeOptions, "color"))
+    format: Literal[tuple(OUTPUT_FORMATS)] | None = Field(  # type: ignore[valid-type]
+        None, description="jpeg, png or webp (default: the upload's; PNG for other formats)"
+    )
+    keep_metadata: bool = Field(
+        False,
+        description="keep the upload's EXIF (GPS included; orientation reset to upright); "
+        "by default no metadata is written",
+    )
+
+    @field_validator("color")
+    @classmethod
+    def _color_parses(cls, value: str) -> str:
+        parse_color(value)
+        return value
+
+    def anonymize_options(self) -> AnonymizeOptions:
+        return AnonymizeOptions(self.method, self.shape, self.mask_scale, self.color)
+
+
 class Face(BaseModel):
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the upright image")
     box_normalized: list[float] = Field(description="the box divided by width and height")
@@ -86,6 +134,19 @@ class DetectResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
+class AnonymizeResponse(BaseModel):
+    """The JSON variant of ``/v1/anonymize`` (``Accept: application/json``)."""
+
+    model: str
+    width: int
+    height: int
+    faces: list[Face] = Field(description="the faces hidden, in pixels of the upright image")
+    format: str
+    image: str = Field(description="the anonymized image, base64")
+    parameters: dict[str, Any]
+    timings_ms: dict[str, float]
+
+
 class ModelInfo(BaseModel):
     name: str
     variant: str
@@ -93,6 +154,9 @@ class ModelInfo(BaseModel):
     source: str
     sha256: str
     file: str
+    file_present: bool = Field(
+        description="false while the file is gone (the default keeps serving from memory)"
+    )
     backend: str
     device: str
     default: bool
@@ -142,9 +206,7 @@ class Problem(BaseModel):
     instance: str | None = Field(None, description="the request path")
     index: int | None = Field(None, description="which image of the request (from 0)")
     limit: int | None = Field(None, description="the limit that was exceeded")
-    reason: str | None = Field(
-        None, description="not_ready: loading, warming, stopping or default_missing"
-    )
+    reason: str | None = Field(None, description="not_ready: loading, warming or stopping")
     errors: list[FieldError] | None = Field(None, description="invalid_parameters: each field")
 
 

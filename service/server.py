@@ -9,19 +9,51 @@ then lets uvicorn close; a second one is uvicorn's own (Ctrl-C twice forces).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from types import FrameType
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service.app import create_app
 from service.config import Settings
 from service.lifecycle import SETTLE_S, Lifecycle
+from service.problems import MEDIA_TYPE
 from service.state import ServiceState, service_state
 
 # Exit status when the service could not start serving (no weights, no model).
 STARTUP_FAILED = 3
+
+
+class ProblemH11Protocol(H11Protocol):
+    """What h11 cannot parse (a malformed request, headers over the limit) is answered with a
+    problem document too, not uvicorn's plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Bad Request",
+                "status": 400,
+                "detail": f"{msg} (malformed, or headers over EXTD_MAX_HEADER_BYTES)",
+                "code": "invalid_request",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", MEDIA_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 class DrainingServer(uvicorn.Server):
@@ -35,8 +67,11 @@ class DrainingServer(uvicorn.Server):
                 # The drain has already let accepted work finish; this only bounds the close.
                 timeout_graceful_shutdown=int(SETTLE_S),
                 # h11 bounds the request line and headers (httptools takes any size).
-                http="h11",
+                http=ProblemH11Protocol,
                 h11_max_incomplete_event_size=settings.max_header_bytes,
+                # The client is the socket's peer unless a trusted proxy says otherwise.
+                proxy_headers=bool(settings.forwarded_allow_ips),
+                forwarded_allow_ips=settings.forwarded_allow_ips or None,
             )
         )
         self.app = app
@@ -68,6 +103,7 @@ class DrainingServer(uvicorn.Server):
             # Out of time: what still waits is answered 503 shutting_down, never dropped.
             if self.state.pipeline is not None:
                 self.state.pipeline.batcher.refuse_queued()
+                self.state.pipeline.abandon_decoding()
             await self.lifecycle.drain(SETTLE_S)
         self.should_exit = True
 

@@ -7,7 +7,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from service.problems import ProblemError
@@ -46,13 +46,20 @@ async def read_uploads(request: Request, *, field: str, max_count: int) -> Uploa
     )
 
 
-async def _read_multipart(request: Request, field: str, max_count: int) -> Upload:
+async def read_form(request: Request, *, max_files: int) -> FormData:
+    """The multipart form, parsed once: Starlette keeps it for later reads of the request (a
+    dependency that looks at a field, then the route). One file more than ``max_files`` is
+    parsed, so that too many is reported as such."""
     try:
-        form = await request.form(max_files=max_count + 1, max_fields=max_count + MAX_TEXT_FIELDS)
+        return await request.form(max_files=max_files + 1, max_fields=max_files + MAX_TEXT_FIELDS)
     except ProblemError:
         raise
     except Exception as error:  # the multipart parser raises several types
         raise ProblemError(422, "invalid_request", f"malformed multipart body: {error}") from error
+
+
+async def _read_multipart(request: Request, field: str, max_count: int) -> Upload:
+    form = await read_form(request, max_files=max_count)
     try:
         values = form.getlist(field)
         files = [v for v in values if isinstance(v, UploadFile)]
@@ -85,11 +92,13 @@ def _read_json(body: bytes, field: str, max_count: int) -> list[bytes]:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise ProblemError(422, "invalid_request", f"body is not valid JSON: {reason}") from error
     images = payload.get(field) if isinstance(payload, dict) else None
+    if isinstance(images, str):  # {"image": "..."}: one image without the list
+        images = [images]
     if not isinstance(images, list) or not images:
         raise ProblemError(
             422,
             "invalid_request",
-            f'expected {{"{field}": [base64 strings]}} with at least one image',
+            f'expected {{"{field}": [base64 strings]}} (or one string) with at least one image',
         )
     if len(images) > max_count:
         raise _too_many(len(images), max_count)

@@ -69,3 +69,15 @@ def photo(width: int = 160, height: int = 120, fmt: str = "JPEG", *, seed: int =
     small = rng.integers(0, 256, (max(1, height // 8), max(1, width // 8), 3), dtype=np.uint8)
     image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
     return encode(image, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+
+
+def scan_bomb(side: int, copies: int) -> bytes:
+    """A progressive JPEG of ``side x side`` whose last scan is repeated ``copies`` times:
+    libjpeg only warns about the bogus progression and decodes every copy, each over the
+    whole image."""
+    gradient = np.linspace(0, 255, side, dtype=np.uint8)
+    image = Image.fromarray(np.stack([np.tile(gradient, (side, 1))] * 3, axis=2))
+    data = encode(image, "JPEG", quality=90, progressive=True)
+    last_scan = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + data[last_scan:end] * copies + data[end:]

@@ -12,17 +12,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from model.commands import bench, checkpoints, data, detect, evaluate, train
+from model.commands import anonymize, bench, checkpoints, data, detect, evaluate, train
 from model.errors import ExtdError
 from model.options import RuntimeOptions
 from model.runtime import tune_allocator
 
-COMMANDS = (detect, checkpoints, evaluate, train, bench, data)
+COMMANDS = (detect, anonymize, checkpoints, evaluate, train, bench, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model", description="EXTD face detection: detect, eval, train, bench."
+        prog="python -m model",
+        description="EXTD face detection: detect, anonymize, eval, train, bench.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True)

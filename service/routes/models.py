@@ -27,6 +27,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
                 source=m.detector.checkpoint.source,
                 sha256=m.sha256,
                 file=m.path.name,
+                file_present=m.name not in registry.missing_files,
                 backend=m.backend,
                 device=m.device,
                 default=m.name == default,

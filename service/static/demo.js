@@ -1,4 +1,5 @@
-// The try-it page: sends the chosen images to /v1/detect and draws what comes back.
+// The try-it page: sends the chosen images to /v1/detect and draws what comes back, or to
+// /v1/anonymize and shows the photos with their faces hidden, ready to download.
 // Plain JavaScript, no build step; every URL is relative, so the page works behind a proxy.
 "use strict";
 
@@ -6,6 +7,12 @@ const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "extd-api-key";
 let images = [];  // File objects of the current selection
 let generation = 0;  // answers to an older request are dropped
+// The servers' default thresholds: detection answers people, anonymization errs towards hiding.
+const THRESHOLDS = { detect: "0.5", anonymize: "0.4" };
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -17,6 +24,12 @@ function parameters() {
   if ($("model").value) params.set("model", $("model").value);
   if (document.querySelector("input[name=policy]:checked").value === "max_side") {
     params.set("max_side", $("max-side").value);
+  }
+  if (Number($("min-face").value) > 0) params.set("min_face", $("min-face").value);
+  if (mode() === "anonymize") {
+    params.set("method", $("method").value);
+    params.set("shape", $("shape").value);
+    params.set("mask_scale", $("mask-scale").value);
   }
   return params;
 }
@@ -91,49 +104,112 @@ function render(result, file, index) {
   return card;
 }
 
+function fileName(file, i) {
+  return (file.name || `pasted-${i}.png`).replaceAll("'", "");
+}
+
 function curlCommand(params) {
-  const key = $("api-key").value.trim() ? " -H 'X-API-Key: $EXTD_API_KEY'" : "";
-  const files = images.map((f) => ` -F images=@'${(f.name || "image.png").replaceAll("'", "")}'`);
+  // Double quotes: the shell expands the variable there.
+  const key = $("api-key").value.trim() ? ' -H "X-API-Key: $EXTD_API_KEY"' : "";
+  if (mode() === "anonymize") {
+    const url = new URL(`v1/anonymize?${params}`, document.baseURI);
+    return `curl${key} -F image=@'${fileName(images[0], 0)}' -o hidden.jpg '${url}'`;
+  }
+  const files = images.map((f, i) => ` -F images=@'${fileName(f, i)}'`);
   const url = new URL(`v1/detect?${params}`, document.baseURI);
   return `curl${key}${files.join("")} '${url}'`;
+}
+
+function renderHidden(answer, file, index) {
+  const card = document.createElement("article");
+  card.className = "result";
+  const title = document.createElement("h2");
+  const n = answer.faces.length;
+  title.textContent = `${file.name || "pasted image"}: ${n} face${n === 1 ? "" : "s"} hidden`;
+  const bytes = Uint8Array.from(atob(answer.image), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type: `image/${answer.format}` }));
+  const img = document.createElement("img");
+  img.alt = `image ${index + 1} with its faces hidden`;
+  img.src = url;
+  img.className = "hidden-result";
+  const download = document.createElement("a");
+  const stem = (file.name || `pasted-${index}`).replace(/\.[^.]*$/, "");
+  download.href = url;
+  download.download = `${stem}-anonymized.${answer.format === "jpeg" ? "jpg" : answer.format}`;
+  download.className = "download";
+  download.textContent = `Download ${download.download}`;
+  card.append(title, img, download);
+  return card;
+}
+
+// POST one request; the parsed JSON answer, or null after showing the problem.
+async function post(path, body, mine, accept) {
+  let response;
+  try {
+    const sent = { ...headers(), ...(accept ? { Accept: accept } : {}) };
+    response = await fetch(path, { method: "POST", body, headers: sent });
+  } catch (error) {
+    if (mine === generation) showError({ title: "Network error", detail: String(error) });
+    return null;
+  }
+  if (!response.ok) {
+    if (mine === generation) showError(await problemOf(response));
+    return null;
+  }
+  return response.json();
+}
+
+function failed() {
+  $("results").replaceChildren();
+  $("face-count").textContent = "0";
+  $("status").textContent = "Failed.";
+}
+
+function showRaw(payload, params) {
+  const t = payload.timings_ms;
+  const steps = Object.entries(t).map(([k, v]) => `${k} ${v} ms`);
+  $("timings").textContent = steps.join(", ");
+  $("json").textContent = JSON.stringify(payload, null, 2);
+  $("curl").textContent = curlCommand(params);
+  $("raw").hidden = false;
 }
 
 async function detect() {
   if (!images.length) return;
   const mine = ++generation;
   const params = parameters();
-  const body = new FormData();
-  images.forEach((file, i) => body.append("images", file, file.name || `pasted-${i}.png`));
-  $("status").textContent = `Detecting faces in ${images.length} image(s)...`;
   $("error").hidden = true;
-  let response;
-  try {
-    response = await fetch(`v1/detect?${params}`, { method: "POST", body, headers: headers() });
-  } catch (error) {
-    if (mine !== generation) return;
-    showError({ title: "Network error", detail: String(error) });
-    $("status").textContent = "Failed.";
-    return;
-  }
+  if (mode() === "anonymize") return anonymize(mine, params);
+  const body = new FormData();
+  images.forEach((file, i) => body.append("images", file, fileName(file, i)));
+  $("status").textContent = `Detecting faces in ${images.length} image(s)...`;
+  const payload = await post(`v1/detect?${params}`, body, mine);
   if (mine !== generation) return;
-  if (!response.ok) {
-    showError(await problemOf(response));
-    $("results").replaceChildren();
-    $("face-count").textContent = "0";
-    $("status").textContent = "Failed.";
-    return;
-  }
-  const payload = await response.json();
-  if (mine !== generation) return;
+  if (!payload) return failed();
   $("results").replaceChildren(...payload.results.map((r, i) => render(r, images[i], i)));
   const count = payload.results.reduce((sum, r) => sum + r.faces.length, 0);
   $("face-count").textContent = String(count);
   $("status").textContent = `Done with ${payload.model}.`;
-  const t = payload.timings_ms;
-  $("timings").textContent = `decode ${t.decode} ms, detect ${t.detect} ms, total ${t.total} ms`;
-  $("json").textContent = JSON.stringify(payload, null, 2);
-  $("curl").textContent = curlCommand(params);
-  $("raw").hidden = false;
+  showRaw(payload, params);
+}
+
+async function anonymize(mine, params) {
+  $("status").textContent = `Hiding the faces of ${images.length} image(s)...`;
+  const answers = [];
+  for (const [i, file] of images.entries()) {  // one photo per request
+    const body = new FormData();
+    body.append("image", file, fileName(file, i));
+    const answer = await post(`v1/anonymize?${params}`, body, mine, "application/json");
+    if (mine !== generation) return;
+    if (!answer) return failed();
+    answers.push(answer);
+  }
+  $("results").replaceChildren(...answers.map((a, i) => renderHidden(a, images[i], i)));
+  const count = answers.reduce((sum, a) => sum + a.faces.length, 0);
+  $("face-count").textContent = String(count);
+  $("status").textContent = `Done with ${answers[0].model}.`;
+  const shown = { ...answers[0], image: `(${answers[0].image.length} base64 characters)` };
+  showRaw(shown, params);
 }
 
 function choose(files) {
@@ -158,7 +234,21 @@ window.addEventListener("DOMContentLoaded", () => {
     $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
     later();
   });
-  for (const id of ["model", "max-side"]) $(id).addEventListener("change", detect);
+  for (const id of ["model", "max-side", "min-face", "method", "shape"]) {
+    $(id).addEventListener("change", detect);
+  }
+  $("mask-scale").addEventListener("input", () => {
+    $("mask-scale-value").textContent = Number($("mask-scale").value).toFixed(1);
+    later();
+  });
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.addEventListener("change", () => {
+      $("hiding").hidden = mode() !== "anonymize";
+      $("threshold").value = THRESHOLDS[mode()];
+      $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+      detect();
+    });
+  }
   for (const radio of document.querySelectorAll("input[name=policy]")) {
     radio.addEventListener("change", detect);
   }

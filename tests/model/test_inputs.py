@@ -28,7 +28,7 @@ def test_buckets_depend_only_on_the_image():
 
 def test_min_face_shrinks_the_input_and_never_enlarges():
     plan = plan_input((768, 1024), ScalePolicy(min_face=64), 128)
-    assert plan.resized == (192, 256)  # a 64-pixel face lands at 16 pixels
+    assert plan.resized == (240, 320)  # a 64-pixel face lands at RELIABLE_FACE (20) pixels
     assert plan.min_face == 64
     assert plan_input((768, 1024), ScalePolicy(min_face=8), 128).resized == (768, 1024)
     # With an exact scale, min_face only drops faces.

@@ -57,6 +57,21 @@ def test_keys_in_either_header_and_a_rate_per_key(keyed):
     assert KEY not in text
 
 
+def test_wrong_keys_are_throttled_but_never_lock_out_a_right_one(random_weights):
+    with running_app(random_weights, api_keys=KEY) as app:
+        statuses = [
+            app.get("/v1/models", headers={"X-API-Key": f"guess-{i}"}).status_code
+            for i in range(12)
+        ]
+        assert statuses[:10] == [401] * 10
+        assert statuses[10:] == [429, 429]
+        refused = app.get("/v1/models", headers={"X-API-Key": "guess-12"})
+        assert "too many wrong" in assert_problem(refused, 429, "rate_limited")["detail"]
+        assert int(refused.headers["retry-after"]) >= 1
+        # The same address with the right key: served.
+        assert app.get("/v1/models", headers={"X-API-Key": KEY}).status_code == 200
+
+
 def test_keys_are_kept_as_hashes():
     hashes = read_key_hashes(" a , b ,, # c", None)
     assert hashes == [hashlib.sha256(k.encode()).hexdigest() for k in ("a", "b")]

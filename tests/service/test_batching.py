@@ -18,8 +18,9 @@ from metrics_text import sample
 from model.detector import Detector
 from model.eval.split import load_split
 from model.options import SERVING, ScalePolicy
-
-pytestmark = pytest.mark.slow
+from service import errors
+from service.batching import Batcher
+from service.metrics import Metrics
 
 
 def form(data: bytes) -> dict:
@@ -47,6 +48,7 @@ def detect_alone(detector: Detector, data: bytes, policy: ScalePolicy) -> np.nda
     return faces
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_faces_in_batches(
     server, many_images, reference_detectors
 ):
@@ -89,6 +91,7 @@ def small_queue_server(tmp_path_factory, weights_mirror):
     running.stop()
 
 
+@pytest.mark.slow
 def test_overload_gets_fast_429s_and_loses_nothing(small_queue_server, dev_images):
     url = small_queue_server.url
     payload = dev_images[3].read_bytes()
@@ -108,7 +111,7 @@ def test_overload_gets_fast_429s_and_loses_nothing(small_queue_server, dev_image
     assert statuses.count(200) >= 3
     assert statuses.count(429) >= 10
     rejected = [r for r in results if r.status_code == 429]
-    assert all(r.headers["retry-after"] == "1" for r in rejected)
+    assert all(int(r.headers["retry-after"]) >= 1 for r in rejected)
     assert all(r.json()["code"] == "queue_full" for r in rejected)
     assert livez == [200]
     # Refused images never reach the model: it ran exactly the accepted ones ...
@@ -122,6 +125,7 @@ def test_overload_gets_fast_429s_and_loses_nothing(small_queue_server, dev_image
         assert sample(after, name, **labels) - sample(before, name, **labels) == expected, name
 
 
+@pytest.mark.slow
 def test_expired_and_abandoned_work_never_reaches_the_model(small_queue_server, dev_images):
     url = small_queue_server.url
     slow = dev_images[3].read_bytes()
@@ -177,6 +181,7 @@ def abandon_request(url: str, data: bytes) -> None:
         time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_graceful_shutdown_finishes_queued_work(tmp_path, weights_mirror, dev_images):
     weights_folder(tmp_path, weights_mirror, ["extd-32"])
     server = start_server(tmp_path, {"EXTD_MAX_BATCH_SIZE": "1", "EXTD_WATCH_WEIGHTS": "false"})
@@ -198,3 +203,46 @@ def test_graceful_shutdown_finishes_queued_work(tmp_path, weights_mirror, dev_im
     assert server.process.returncode in (0, -15)
     assert "Waiting for application shutdown" in server.log()
     assert "stopped" in server.log()
+
+
+def make_batcher(capacity: int = 64) -> Batcher:
+    return Batcher(
+        max_batch_size=4,
+        max_batch_delay_s=0.001,
+        capacity=capacity,
+        metrics=Metrics(),
+        steady_shapes=set,
+        release_idle_s=10,
+    )
+
+
+def test_admission_refuses_what_the_work_ahead_leaves_no_time_for():
+    """At the measured speed, work queued ahead that would push a request past its deadline
+    is a 429 with the time it needs, not a 504 after waiting; an idle queue takes anything."""
+    batcher = make_batcher()
+    now = time.monotonic()
+    with batcher.reserve(1, 10**6, now + 0.001):  # nothing measured, nothing ahead: taken
+        pass
+    batcher.seconds_per_pixel = 1e-6  # a megapixel a second
+    with batcher.reserve(4, 4 * 10**6, now + 60):  # 4 s of work now ahead
+        with batcher.reserve(1, 10**6, now + 10):  # 5 s in all: fits in 10
+            pass
+        with (
+            pytest.raises(errors.QueueFull, match=r"about 4\.0 s") as refused,
+            batcher.reserve(1, 10**6, now + 3),
+        ):
+            pass
+        assert refused.value.retry_after_s == pytest.approx(4.0)
+    with batcher.reserve(1, 10**6, now + 0.5):  # the work ahead is gone again
+        pass
+
+
+def test_the_queue_capacity_still_holds():
+    batcher = make_batcher(capacity=2)
+    deadline = time.monotonic() + 60
+    with (
+        batcher.reserve(2, 0, deadline),
+        pytest.raises(errors.QueueFull),
+        batcher.reserve(1, 0, deadline),
+    ):
+        pass

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -55,10 +57,10 @@ def test_overwriting_a_loaded_checkpoint_in_place_keeps_serving(tmp_path, weight
         assert server.stop() == 0
 
 
-def test_a_changed_variant_or_a_missing_default_is_visible(tmp_path, weights_mirror, spare):
+def test_a_changed_variant_or_a_missing_default_file_is_visible(tmp_path, weights_mirror, spare):
     weights = weights_folder(tmp_path, weights_mirror, ["extd-32", "extd-64"])
-    env = {"EXTD_WATCH_INTERVAL_S": "0.3", "EXTD_DEFAULT_MODEL": "extd-64"}
-    server = start_server(tmp_path, env)
+    # No EXTD_DEFAULT_MODEL: the default is extd-64 because it was there at start.
+    server = start_server(tmp_path, {"EXTD_WATCH_INTERVAL_S": "0.3"})
     try:
         shutil.copyfile(spare / "extd-48.safetensors", weights / "extd-64.safetensors")
 
@@ -69,13 +71,26 @@ def test_a_changed_variant_or_a_missing_default_is_visible(tmp_path, weights_mir
         assert wait_until(lambda: variant() == "fpn-48-prelu")
         assert metric(server.url, "extd_model_variant_changes_total", name="extd-64") == 1
         assert "changed variant: fpn-64-prelu -> fpn-48-prelu" in server.log()
+        # The default's file goes: the model keeps serving, and says so; the default stays.
         (weights / "extd-64.safetensors").unlink()
-        assert wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 503)
-        assert assert_problem(httpx.get(f"{server.url}/readyz"), 503, "not_ready")["reason"] == (
-            "default_missing"
-        )
+
+        def present() -> dict[str, bool]:
+            models = httpx.get(f"{server.url}/v1/models").json()["models"]
+            assert [m["name"] for m in models if m["default"]] == ["extd-64"]
+            return {m["name"]: m["file_present"] for m in models}
+
+        assert wait_until(lambda: present().get("extd-64") is False)
+        assert metric(server.url, "extd_model_file_missing", name="extd-64") == 1
+        assert "the file of the default model extd-64 is gone" in server.log()
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
         with server.client() as http:
-            assert_problem(http.post("/v1/detect", **upload(big_png(64))), 404, "model_not_found")
+            answer = http.post("/v1/detect", **upload(big_png(64)))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model"] == "extd-64"
+        # A file under its name again: loaded, the flag cleared.
+        shutil.copyfile(spare / "extd-48.safetensors", weights / "extd-64.safetensors")
+        assert wait_until(lambda: present().get("extd-64") is True)
+        assert metric(server.url, "extd_model_file_missing", name="extd-64") == 0
     finally:
         server.stop()
 
@@ -112,15 +127,6 @@ def test_header_limits(small_server):
         assert assert_problem(big, 431, "headers_too_large")["limit"] == 8192
         many = http.get("/v1/models", headers={f"X-Many-{i}": str(i) for i in range(1000)})
         assert_problem(many, 431, "headers_too_large")
-    # Beyond what one read holds, the parser itself refuses: no 16 MB header is buffered.
-    host, port = small_server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as connection:
-        head = f"GET /livez HTTP/1.1\r\nHost: {host}\r\nX-Huge: "
-        with contextlib.suppress(OSError):  # the server may hang up before the client is done
-            connection.sendall(head.encode() + b"a" * 4_000_000 + b"\r\n\r\n")
-        answer = connection.recv(1024).decode(errors="replace")
-    assert answer.startswith("HTTP/1.1 400"), answer[:200]
-    assert httpx.get(f"{small_server.url}/livez").status_code == 200
 
 
 def test_sigterm_drains_without_losing_a_request(tmp_path, weights_mirror, dev_images):
@@ -180,3 +186,102 @@ def test_memory_is_given_back_after_a_large_request(small_server):
     assert response.status_code == 200
     # Released once the worker is idle: back within 500 MB of where it was.
     assert wait_until(lambda: rss() < before + 500, timeout_s=30), (before, rss())
+
+
+def test_png_headers_are_read_off_the_event_loop(small_server):
+    """16 PNGs of 49 MP in one request (1 MB): refused from their headers alone, while a
+    liveness probe keeps answering at once."""
+    many = upload(*[big_png()] * 16)
+    stop, latencies = threading.Event(), []
+
+    def probe() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            httpx.get(f"{small_server.url}/livez", timeout=10)
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    def client() -> list[int]:
+        with small_server.client() as http:
+            return [http.post("/v1/detect", **many).status_code for _ in range(4)]
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        with ThreadPoolExecutor(2) as clients:
+            statuses = [s for done in clients.map(lambda _: client(), range(2)) for s in done]
+    finally:
+        stop.set()
+        prober.join()
+    assert statuses == [413] * 8
+    assert max(latencies) < 0.2, sorted(latencies)[-3:]
+
+
+def test_malformed_http_gets_a_problem_document(small_server):
+    """Beyond what one read holds, the HTTP parser refuses a header before buffering it, with a
+    problem document too."""
+    host, port = small_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        with contextlib.suppress(OSError):  # the server may hang up before the client is done
+            connection.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"a" * 1_000_000)
+        answer = connection.recv(65536).decode(errors="replace")
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400")
+    assert "application/problem+json" in head
+    assert json.loads(body)["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_only_trusted_proxies_name_the_client(tmp_path, weights_mirror, trusted):
+    """Wrong keys are counted per client: the socket's peer, unless a trusted proxy's
+    X-Forwarded-For names another. Untrusted, the header neither dodges the throttle nor
+    aims it at someone else."""
+    weights_folder(tmp_path, weights_mirror, ["extd-32"])
+    env = {"EXTD_WATCH_WEIGHTS": "false", "EXTD_API_KEYS": "right-key"}
+    if trusted:
+        env["EXTD_FORWARDED_ALLOW_IPS"] = "127.0.0.1"
+    server = start_server(tmp_path, env)
+    try:
+        with server.client() as http:
+            for i in range(12):  # "different clients" by their header
+                forwarded = {"X-Forwarded-For": f"203.0.113.{i}", "X-API-Key": "wrong"}
+                http.get("/v1/models", headers=forwarded)
+            another = {"X-Forwarded-For": "198.51.100.7", "X-API-Key": "wrong"}
+            status = http.get("/v1/models", headers=another).status_code
+            right = http.get("/v1/models", headers={"X-API-Key": "right-key"}).status_code
+    finally:
+        server.stop()
+    # Trusted: each named client has its own budget; untrusted: one address, throttled.
+    assert status == (401 if trusted else 429)
+    assert right == 200
+
+
+def test_a_stop_during_slow_decoding_answers_in_time_and_exits(tmp_path, weights_mirror):
+    """16 slow progressive JPEGs in one request on one decoder, SIGTERM half a second in:
+    the request gets its problem document by its deadline, the process exits within the
+    drain time and a few seconds, no traceback."""
+    weights_folder(tmp_path, weights_mirror, ["extd-32"])
+    env = {
+        "EXTD_WATCH_WEIGHTS": "false",
+        "EXTD_DECODE_THREADS": "1",
+        "EXTD_MAX_REQUEST_PIXELS": "800000000",
+        "EXTD_REQUEST_TIMEOUT_MS": "2000",
+        "EXTD_DRAIN_TIMEOUT_S": "3",
+    }
+    server = start_server(tmp_path, env)
+    side = 7000
+    ramp = np.linspace(0, 255, side, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side))] * 2, axis=2)
+    slow = samples.encode(Image.fromarray(pixels[..., :3]), "JPEG", quality=95, progressive=True)
+    with ThreadPoolExecutor(1) as client:
+        answer = client.submit(server.client().post, "/v1/detect", **upload(*[slow] * 16))
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        server.process.terminate()
+        response = answer.result(timeout=60)
+        code = server.process.wait(60)
+        took = time.monotonic() - stopped
+    assert_problem(response, 504, "deadline_exceeded")
+    assert code == 0
+    assert took < 3 + 5, took
+    assert "Traceback" not in server.log()

@@ -99,7 +99,7 @@ def test_a_deadline_longer_than_the_drain_is_refused(pipeline):
 
 
 def test_a_full_queue_refuses_before_decoding(pipeline):
-    with pipeline.batcher.reserve(2), pytest.raises(errors.QueueFull):
+    with pipeline.batcher.reserve(2, 0, time.monotonic() + 60), pytest.raises(errors.QueueFull):
         detect(pipeline, [samples.photo()])
 
 

@@ -7,6 +7,7 @@ import shutil
 
 import httpx
 import pytest
+from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -85,10 +86,50 @@ def test_the_page_draws_the_faces_the_api_finds(server, browser, dev_images, tmp
 
 
 @pytest.mark.slow
+def test_the_page_anonymizes_and_offers_the_result(server, browser, dev_images, tmp_path):
+    photo = dev_images[0]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server.url}/")
+    page.check("input[name=mode][value=anonymize]")
+    assert page.locator("#hiding").is_visible()
+    assert page.locator("#threshold").input_value() == "0.4"
+    page.select_option("#method", "solid")
+    page.set_input_files("#files", str(photo))
+    params = {"score_threshold": 0.4, "method": "solid", "shape": "box", "mask_scale": 1.3}
+    response = httpx.post(
+        f"{server.url}/v1/anonymize",
+        params=params,
+        files={"image": ("a.jpg", photo.read_bytes())},
+        timeout=120,
+    )
+    expected = int(response.headers["x-faces"])
+    wait_for_count(page, expected)
+    assert expected >= 9
+    assert "hidden" in page.text_content("#results h2")
+    with page.expect_download() as download:
+        page.click("a.download")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith("-anonymized.jpg")
+    assert Image.open(saved).size == Image.open(photo).size
+    assert "-F image=@" in page.text_content("#curl")
+    page.close()
+
+
+@pytest.mark.slow
 def test_the_page_is_labelled_keyboard_usable_and_fits_a_phone(server, browser):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(f"{server.url}/")
-    for control in ("files", "model", "threshold", "max-side", "api-key"):
+    for control in (
+        "files",
+        "model",
+        "threshold",
+        "min-face",
+        "max-side",
+        "api-key",
+        "method",
+        "mask-scale",
+    ):
         assert page.locator(f"#{control}").evaluate("e => e.labels.length > 0"), control
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     reached = set()
