@@ -13,8 +13,10 @@ never per request, never per process start after the first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -112,9 +114,11 @@ def quantize(model, calibration: CalibrationSet):
         "quantizing to int8 on %d calibration images (once; the result is cached)",
         len(calibration.files),
     )
-    return nncf.quantize(
-        model,
-        nncf.Dataset(calibration),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=len(calibration.files),
-    )
+    # NNCF draws progress bars on stdout: they go to stderr, stdout is the caller's (--json).
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(
+            model,
+            nncf.Dataset(calibration),
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(calibration.files),
+        )

@@ -22,6 +22,7 @@ from dockerfile import Dockerfile
 from model.images import open_image
 from service.app import create_app
 from service.config import Settings
+from service.lifecycle import SETTLE_S
 from tools.launcher import free_port
 
 APP_ROUTES = set(create_app().openapi()["paths"])
@@ -56,7 +57,6 @@ def test_healthcheck_probes_livez_on_the_service_port(dockerfile):
 
 def test_every_setting_the_images_set_exists(dockerfile):
     fields = {f"EXTD_{name.upper()}" for name in Settings.model_fields}
-    fields |= {"EXTD_CACHE_DIR"}  # read by the model package
     unknown = {k for k in dockerfile.env() if k.startswith("EXTD_")} - fields
     assert not unknown
 
@@ -84,9 +84,18 @@ def test_compose_topology(compose, repo):
 
 def test_load_balancer_spreads_over_the_api_replicas(compose, repo):
     conf = (repo / "docker" / "nginx.conf").read_text()
-    assert re.search(rf"server\s+api:{APP_PORT}\s+resolve", conf)
+    assert re.search(rf"server\s+api:{APP_PORT};", conf)
     listen = re.search(r"listen\s+(\d+);", conf).group(1)
-    assert f"{listen}:{listen}" in compose["services"]["lb"]["ports"]
+    assert any(p.endswith(f":{listen}:{listen}") for p in compose["services"]["lb"]["ports"])
+    # A replica that did not start the work (full, stopping, gone): POSTs go to another.
+    retry = re.search(r"proxy_next_upstream\s+([^;]+);", conf).group(1).split()
+    assert {"http_429", "http_502", "http_503", "non_idempotent"} <= set(retry)
+    assert int(re.search(r"proxy_next_upstream_tries\s+(\d+);", conf).group(1)) <= 3
+    assert re.search(r"proxy_next_upstream_timeout\s+\d+s;", conf)
+    # The api believes X-Forwarded-For from the balancer alone, which sets it itself.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+    address = compose["services"]["lb"]["networks"]["default"]["ipv4_address"]
+    assert compose["services"]["api"]["environment"]["EXTD_FORWARDED_ALLOW_IPS"] == address
     body_mb = int(re.search(r"client_max_body_size\s+(\d+)m;", conf).group(1))
     assert body_mb * 2**20 >= Settings().max_body_bytes
     # A request may wait as long as the drain lets it; slow clients are cut off.
@@ -153,12 +162,21 @@ def test_kubernetes_probes_and_autoscaler(repo):
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert {"/readyz", "/livez"} <= APP_ROUTES
-    # Kubernetes kills the pod after the grace period: the whole drain must fit in it.
+    # Kubernetes kills the pod after the grace period: the preStop pause, the drain and the
+    # close after it must fit.
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= 5 + Settings().drain_timeout_s + 5
+    pause = float(re.search(r"sleep\((\d+)\)", str(container["lifecycle"]["preStop"])).group(1))
+    assert grace >= pause + Settings().drain_timeout_s + SETTLE_S
     hpa = yaml.safe_load((repo / "deploy" / "k8s" / "hpa.yaml").read_text())
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert hpa["spec"]["minReplicas"] >= 2
+
+
+def test_kubernetes_manifests_follow_the_api_schema(repo):
+    validate = pytest.importorskip("kubernetes_validate", reason="needs the dev extra")
+    for path in sorted((repo / "deploy" / "k8s").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            validate.validate(document, "1.33.0", strict=True)  # raises when it does not
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helpers import HAS_OPENVINO, assert_same_faces, needs_nncf, needs_openvino
+from helpers import HAS_NNCF, HAS_OPENVINO, assert_same_faces, needs_nncf, needs_openvino
 
 from model.backends import create_backend, resolve_backend
 from model.backends.fused import fold_batchnorm
@@ -131,21 +131,41 @@ def test_int8_without_calibration_photos_says_so(tmp_path):
         CalibrationSet.from_options(RuntimeOptions(calibration_dir=tmp_path))
 
 
-def test_auto_picks_the_fastest_accurate_backend(monkeypatch):
-    monkeypatch.delenv("EXTD_CALIBRATION_DIR", raising=False)
-    cpu = torch.device("cpu")
-    if HAS_OPENVINO:
-        from model.backends.openvino import supports_bf16
+def float_backend() -> str:
+    if not HAS_OPENVINO:
+        return "torch-fused"
+    from model.backends.openvino import supports_bf16
 
-        expected = "openvino-bf16" if supports_bf16() else "openvino"
-    else:
-        expected = "torch-fused"
-    assert resolve_backend("auto", cpu) == expected
-    # int8 is asked for by name: it does not keep every released model within 0.3 points.
-    monkeypatch.setenv("EXTD_CALIBRATION_DIR", "/photos")
-    assert resolve_backend("auto", cpu) == expected
-    assert resolve_backend("auto", torch.device("cuda")) == "torch-bf16"
+    return "openvino-bf16" if supports_bf16() else "openvino"
+
+
+def test_auto_picks_per_checkpoint_what_keeps_its_accuracy(release_weights):
+    """int8 where its measured hard AP loss is within 0.3 points (EXTD-32, with the shipped
+    calibration photos), float for the others and for checkpoints nobody measured."""
+    cpu = torch.device("cpu")
+    checkpoints = {w: read_checkpoint(release_weights[w]) for w in (32, 48, 64)}
+    int8 = "openvino-int8" if HAS_OPENVINO and HAS_NNCF else float_backend()
+    assert resolve_backend("auto", cpu, checkpoints[32]) == int8
+    assert resolve_backend("auto", cpu, checkpoints[64]) == float_backend()
+    assert resolve_backend("auto", cpu, checkpoints[48]) == float_backend()
+    fine_tuned = replace(checkpoints[32], state_dict={**checkpoints[32].state_dict})
+    fine_tuned.state_dict["stem.conv.weight"] = fine_tuned.state_dict["stem.conv.weight"] * 1.01
+    assert resolve_backend("auto", cpu, fine_tuned) == float_backend()  # not measured
+    fine_tuned.training = {"int8_hard_ap_loss": 0.1}  # measured by whoever trained it
+    assert resolve_backend("auto", cpu, fine_tuned) == int8
+    assert resolve_backend("auto", torch.device("cuda"), checkpoints[32]) == "torch-bf16"
     assert resolve_backend("torch", torch.device("cuda")) == "torch"
+
+
+@needs_openvino
+@needs_nncf
+def test_auto_falls_back_to_float_without_calibration_photos(release_weights, tmp_path, caplog):
+    runtime = RuntimeOptions(cache_dir=tmp_path / "cache", calibration_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="model.backends"):
+        backend = create_backend("auto", read_checkpoint(release_weights[32]), CPU, runtime)
+    assert backend.name == float_backend()
+    assert "running fpn-32-prelu in float instead" in caplog.text
+    assert "EXTD_CALIBRATION_DIR" in caplog.text
 
 
 def test_bad_backend_choices(release_weights, runtime):

@@ -1,0 +1,207 @@
+"""The images, the compose stack and the Kubernetes deployment, built and run for real (podman).
+
+Public base images cannot be pulled here: stand-ins built from Debian's
+packages take their names (:mod:`tools.containers`), so the Dockerfiles, the
+compose file and the manifests run unchanged. Everything listens on
+127.0.0.1. ``python -m pytest -m container`` runs this module alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from cli import run_cli
+from helpers import assert_same_faces
+
+from model.weights import pull
+from tools import containers
+from tools.launcher import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.container]
+
+IMAGE = "localhost/extd-face:latest"
+GPU_IMAGE = "localhost/extd-face:gpu"
+# Start-up on two busy cores: three models converted to OpenVINO, then warmed.
+READY_S = 300
+
+
+def wait_for(url: str, timeout_s: float = READY_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url} not 200 after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def images(repo, weights_mirror) -> Path:
+    """Stand-ins, wheelhouse and the CPU image (built once; podman keeps them between runs)."""
+    missing = containers.missing_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}: apt-get install podman runc debootstrap")
+    if containers.podman("info", check=False).returncode:
+        pytest.skip("podman cannot run containers here (podman info fails)")
+    from model.options import RuntimeOptions
+
+    wheels = containers.stand_ins(RuntimeOptions().cache_dir / "containers")
+    # The released weights are pulled at build time, from the mirror mounted there.
+    containers.build(
+        IMAGE,
+        repo / "docker" / "Dockerfile",
+        context=repo,
+        wheels=wheels,
+        build_args=containers.OFFLINE_PIP | {"EXTD_WEIGHTS_MIRROR": "/mirror"},
+        volumes={weights_mirror: "/mirror"},
+    )
+    return wheels
+
+
+@pytest.fixture
+def container(images) -> Iterator[list[str]]:
+    """Names of the containers a test starts; removed afterwards, whatever happened."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        containers.podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_the_cpu_image_serves_as_users_run_it(
+    images, container, tmp_path, weights_mirror, dev_images
+):
+    """Read-only root, weights mounted read-only, not root, port on 127.0.0.1: ready, the
+    faces of the command line, a passing health check, and a clean stop."""
+    weights = tmp_path / "weights"
+    pull(directory=weights, mirror=str(weights_mirror))
+    port, name = free_port(), "extd-test-cpu"
+    container.append(name)
+    containers.podman(
+        "run", "-d", "--name", name, "--read-only", "--health-interval", "disable",
+        "-p", f"127.0.0.1:{port}:8000", "-v", f"{weights}:/app/weights:ro", IMAGE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for(f"{url}/readyz")
+    photo = dev_images[0]
+    answer = httpx.post(f"{url}/v1/detect", files={"images": photo.read_bytes()}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    served = np.array([[*f["box"], f["score"]] for f in answer.json()["results"][0]["faces"]])
+    done = run_cli("detect", str(photo), "--weights", str(weights_mirror / "EXTD_64.pth"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert_same_faces(served, np.array(json.loads(done.stdout)[str(photo)]), min_score=0.5)
+    assert containers.podman("healthcheck", "run", name, check=False).returncode == 0
+    user = containers.podman("exec", name, "id", "-u").stdout.strip()
+    assert user == "10001"
+    size = int(containers.podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
+    print(f"{IMAGE}: {size / 2**20:.0f} MiB")
+    assert size < 2 * 2**30  # torch (750 MiB) and OpenVINO (180 MiB) are most of it
+    started = time.monotonic()
+    containers.podman("stop", "-t", "70", name)
+    assert time.monotonic() - started < 65  # within the drain time
+    code = containers.podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+    assert code == "0"
+    assert "Traceback" not in containers.podman("logs", name).stderr
+
+
+def test_the_gpu_image_builds_on_a_cpu_stand_in(images, repo, weights_mirror):
+    """Its Python layers and its command, with the CPU torch in place of the CUDA base."""
+    containers.build(
+        GPU_IMAGE,
+        repo / "docker" / "Dockerfile.gpu",
+        context=repo,
+        wheels=images,
+        build_args=containers.OFFLINE_PIP | {"EXTD_WEIGHTS_MIRROR": "/mirror"},
+        volumes={weights_mirror: "/mirror"},
+    )
+    probe = "import service.app, model.weights as w; print(sorted(w.known_checkpoints()))"
+    done = containers.podman("run", "--rm", "--health-interval", "disable", GPU_IMAGE,
+                             "python", "-c", probe)  # fmt: skip
+    assert done.stdout.strip() == "['extd-32', 'extd-48', 'extd-64']"
+
+
+def replica_images(name: str) -> float:
+    """``extd_images_total`` of one replica, from inside it."""
+    read = (
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:8000/metrics').read().decode())"
+    )
+    text = containers.podman("exec", name, "python", "-c", read).stdout
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("extd_images_total{")
+    )
+
+
+def test_the_compose_stack_balances_and_is_scraped(images, repo, dev_images):
+    """api x2 behind nginx, and Prometheus, from docker-compose.yml as it is."""
+    compose = shutil.which("podman-compose")
+    if compose is None:
+        pytest.skip("needs podman-compose (the dev extra)")
+    command = [compose, "-f", str(repo / "docker-compose.yml")]
+    environment = containers.ENVIRONMENT | {"EXTD_LISTEN": "127.0.0.1"}
+
+    def run(*args: str) -> None:
+        subprocess.run([*command, *args], env=environment, check=True, capture_output=True,
+                       timeout=600)  # fmt: skip
+
+    run("down", "-v")  # a previous run's leftovers
+    try:
+        run("up", "-d", "--no-build", "api", "lb", "prometheus")
+        wait_for("http://127.0.0.1:8080/readyz")
+        time.sleep(5)  # both replicas ready, not just the first
+        for _ in range(6):
+            answer = httpx.post(
+                "http://127.0.0.1:8080/v1/detect",
+                files={"images": dev_images[0].read_bytes()},
+                timeout=120,
+            )
+            assert answer.status_code == 200, answer.text
+        served = [replica_images(f"extd_api_{i}") for i in (1, 2)]
+        assert all(count > 0 for count in served), served
+        assert sum(served) == 6
+        query = {"query": "sum(rate(extd_http_requests_total[1m]))"}
+        deadline, rate = time.monotonic() + 90, 0.0
+        while time.monotonic() < deadline and not rate:
+            result = httpx.get("http://127.0.0.1:9090/api/v1/query", params=query).json()
+            rate = float(result["data"]["result"][0]["value"][1]) if result["data"]["result"] else 0
+            time.sleep(3)
+        assert rate > 0
+    finally:
+        run("down", "-v")
+
+
+def test_the_kubernetes_deployment_runs_and_its_probes_pass(images, repo, tmp_path):
+    """``podman kube play`` of deploy/k8s/deployment.yaml with the image built here: one
+    replica, its port on 127.0.0.1 (podman publishes container ports on the host)."""
+    manifest = yaml.safe_load((repo / "deploy" / "k8s" / "deployment.yaml").read_text())
+    manifest["spec"]["replicas"] = 1
+    pod = manifest["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    api["image"] = IMAGE
+    port = free_port()
+    api["ports"][0] |= {"hostPort": port, "hostIP": "127.0.0.1"}
+    played = tmp_path / "deployment.yaml"
+    played.write_text(yaml.safe_dump(manifest))
+    containers.podman("kube", "down", str(played), check=False)
+    try:
+        containers.podman("kube", "play", str(played))
+        url = f"http://127.0.0.1:{port}"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            wait_for(f"{url}{api[probe]['httpGet']['path']}")
+        assert httpx.get(f"{url}/v1/models").json()["models"][0]["name"] == "extd-32"
+        ps = containers.podman("ps", "--format", "{{.Names}} {{.Status}}").stdout
+        assert "extd-api-pod-0-api Up" in ps
+    finally:
+        containers.podman("kube", "down", str(played), check=False)

@@ -1,0 +1,157 @@
+"""Building and running the project's containers with podman, where no registry can be reached.
+
+The public base images (``python:3.11-slim``, ``nginx``, Prometheus, the
+PyTorch CUDA image) are replaced by stand-ins built from Debian's packages
+(``debootstrap``, then the ``*.Containerfile`` files here) and tagged with
+the public names, so the project's Dockerfiles and compose file build and
+run unchanged. Python packages come from a wheelhouse downloaded on the host
+(the CPU torch wheel included) and mounted into the builds, with pip told,
+through the Dockerfiles' build arguments, to use nothing else. Everything
+is kept between runs: stand-ins in podman's storage, the wheelhouse under
+the cache folder, keyed by the requirements.
+
+    python -m tools.containers        # build everything the container tests need, once
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+PODMAN = ["podman"]
+# runc and the sandbox's limits, for podman and podman-compose alike.
+ENVIRONMENT = {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf")}
+DEBIAN = "localhost/debian:bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# Public name -> its stand-in's Containerfile (built in this order).
+STAND_INS = {
+    "docker.io/library/python:3.11-slim": "python.Containerfile",
+    "docker.io/library/nginx:1.28-alpine": "nginx.Containerfile",
+    "docker.io/prom/prometheus:v3.5.0": "prometheus.Containerfile",
+    "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime": "pytorch.Containerfile",
+}
+TORCH = "torch==2.13.0"
+# What pip in the project's builds may use: the mounted wheelhouse and nothing else.
+OFFLINE_PIP = {"PIP_OPTIONS": "--no-index --find-links /wheels"}
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in ("podman", "runc", "debootstrap") if shutil.which(tool) is None]
+
+
+def podman(*args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [*PODMAN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=ENVIRONMENT,
+    )
+    if check and done.returncode:
+        raise RuntimeError(
+            f"podman {' '.join(args[:4])} ... failed ({done.returncode}):\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return done
+
+
+def has_image(name: str) -> bool:
+    return podman("image", "exists", name, check=False).returncode == 0
+
+
+def debian_base() -> None:
+    """``localhost/debian:bookworm`` from ``debootstrap --variant=minbase``."""
+    if has_image(DEBIAN):
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR],
+            check=True,
+            capture_output=True,
+            timeout=1800,
+        )
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(
+            [*PODMAN, "import", "-", DEBIAN],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+            env=ENVIRONMENT,
+        )
+        tar.wait()
+
+
+def requirements(extras: tuple[str, ...] = ("openvino",)) -> list[str]:
+    """The runtime requirements of the project (with ``extras``), from pyproject.toml."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    found = list(project["dependencies"])
+    for extra in extras:
+        found += project["optional-dependencies"][extra]
+    return found
+
+
+def wheelhouse(cache: Path) -> Path:
+    """Every wheel the images install (the CPU torch first), downloaded once on the host."""
+    wanted = [TORCH, *requirements(), "hatchling>=1.24"]
+    key = hashlib.sha256("\n".join([sys.version, *wanted]).encode()).hexdigest()[:16]
+    folder = cache / f"wheelhouse-{key}"
+    if (folder / ".complete").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(folder), *wanted],
+        check=True,
+        timeout=1800,
+    )
+    (folder / ".complete").touch()
+    return folder
+
+
+def build(
+    tag: str,
+    containerfile: Path,
+    *,
+    context: Path,
+    wheels: Path | None = None,
+    build_args: dict[str, str] | None = None,
+    volumes: dict[Path, str] | None = None,
+) -> None:
+    """``podman build`` on the host network, with the wheelhouse at ``/wheels``."""
+    # Docker's image format: OCI's has no HEALTHCHECK.
+    arguments = ["build", "--network", "host", "--format", "docker", "-t", tag]
+    arguments += ["-f", str(containerfile)]
+    mounts = dict(volumes or {})
+    if wheels is not None:
+        mounts[wheels] = "/wheels"
+    for source, target in mounts.items():
+        arguments += ["-v", f"{source}:{target}:ro"]
+    for name, value in (build_args or {}).items():
+        arguments += ["--build-arg", f"{name}={value}"]
+    podman(*arguments, str(context))
+
+
+def stand_ins(cache: Path) -> Path:
+    """The Debian base, the stand-ins of the public images, and the wheelhouse; built once."""
+    debian_base()
+    wheels = wheelhouse(cache)
+    for name, containerfile in STAND_INS.items():
+        if not has_image(name):
+            build(name, HERE / containerfile, context=HERE, wheels=wheels)
+    return wheels
+
+
+if __name__ == "__main__":
+    from model.options import RuntimeOptions
+
+    print(stand_ins(RuntimeOptions().cache_dir / "containers"))
