@@ -19,11 +19,21 @@ import sys
 
 from tools import data
 
-BACKENDS = ["eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16", "openvino-int8"]
+BACKENDS = [
+    "eager (plain)", "torch", "torch-fused", "openvino", "openvino-bf16", "openvino-int8", "auto"
+]  # fmt: skip
 
 
 def measure(
-    weights: str, backend: str, *, image: str, threads: int, size: str, batch: int, runs: int
+    weights: str,
+    backend: str,
+    *,
+    image: str,
+    threads: int,
+    size: str,
+    batch: int,
+    runs: int,
+    min_face: int | None = None,
 ) -> dict:
     env = dict(os.environ)
     if backend == "eager (plain)":
@@ -31,6 +41,8 @@ def measure(
     options = {"--weights": weights, "--backend": backend, "--image": image}
     options |= {"--threads": threads, "--size": size}
     options |= {"--batch": batch, "--runs": runs}
+    if min_face:
+        options["--min-face"] = min_face
     command = [sys.executable, "-m", "model", "bench", "--json"]
     command += [str(part) for pair in options.items() for part in pair]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -53,6 +65,9 @@ def main() -> None:
     )
     parser.add_argument("--widths", nargs="+", type=int, default=[32, 48, 64])
     parser.add_argument("--sizes", nargs="+", default=["640x480", "1024x768"])
+    parser.add_argument(
+        "--min-faces", nargs="*", type=int, default=[40], help="rows of the largest size"
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--backends", nargs="+", default=BACKENDS)
     parser.add_argument("--runs", type=int, default=3)
@@ -91,13 +106,17 @@ def main() -> None:
 
 
 def latency_table(args: argparse.Namespace) -> list[dict]:
+    """One image at each size (and the largest with each --min-faces), per backend; the cell
+    of ``auto`` names what it chose for that width."""
     rows = []
     print("## Latency, one image (ms), ratio against eager (plain) of the same row")
     print("| width | size | threads | " + " | ".join(args.backends) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in args.backends) + " |", flush=True)
+    cases = [(size, None) for size in args.sizes]
+    cases += [(args.sizes[-1], min_face) for min_face in args.min_faces]
     for width in args.widths:
         weights = args.weights_pattern.format(width=width)
-        for size in args.sizes:
+        for size, min_face in cases:
             for threads in args.threads:
                 cells, base = [], None
                 for backend in args.backends:
@@ -109,11 +128,16 @@ def latency_table(args: argparse.Namespace) -> list[dict]:
                         size=size,
                         batch=1,
                         runs=args.runs,
+                        min_face=min_face,
                     )
                     rows.append({"kind": "latency", "label": backend, **r})
                     base = base or r["ms_per_image"]
-                    cells.append(f"{r['ms_per_image']:.0f} ({base / r['ms_per_image']:.1f}x)")
-                print(f"| {width} | {size} | {threads} | " + " | ".join(cells) + " |", flush=True)
+                    cell = f"{r['ms_per_image']:.0f} ({base / r['ms_per_image']:.1f}x)"
+                    if backend == "auto":
+                        cell += f" {r['backend']}"
+                    cells.append(cell)
+                shown = f"{size}, min_face {min_face}" if min_face else size
+                print(f"| {width} | {shown} | {threads} | " + " | ".join(cells) + " |", flush=True)
     return rows
 
 

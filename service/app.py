@@ -22,6 +22,7 @@ from model.weights import pull
 from service.auth import ApiKeys, FailureThrottle, read_key_hashes
 from service.batching import Batcher
 from service.config import Settings
+from service.jobs import JobRunner, JobStore
 from service.lifecycle import Lifecycle, Phase
 from service.metrics import Metrics
 from service.middleware import (
@@ -34,7 +35,7 @@ from service.middleware import (
 from service.pipeline import Pipeline
 from service.problems import MEDIA_TYPE, REFUSALS, install_problem_handlers
 from service.registry import LoadedModel, ModelRegistry
-from service.routes import admin, anonymize, deepstack, detect, health, models, web
+from service.routes import admin, anonymize, deepstack, detect, health, jobs, models, web
 from service.state import ServiceState, service_state
 
 log = logging.getLogger(__name__)
@@ -132,12 +133,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     batcher.start()
     state.pipeline = pipeline = Pipeline(settings, registry, batcher, metrics)
+    job_store = JobStore(settings.jobs_dir)
+    runner = JobRunner(
+        job_store,
+        registry,
+        metrics,
+        retention_s=settings.job_retention_s,
+        photos_waiting=lambda: batcher.waiting,
+    )
     loop = asyncio.get_running_loop()
     stop_watching = threading.Event()
 
     def ready() -> None:
         if settings.watch_weights:
             registry.watch(settings.watch_interval_s, stop_watching)
+        state.jobs = job_store
+        runner.start()
         lifecycle.enter("ready")
         log.info(
             "ready: models %s, default %s", [m.name for m in registry.all()], registry.default_name
@@ -162,6 +173,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         stop_watching.set()
+        await asyncio.to_thread(runner.stop, settings.drain_timeout_s)
         await asyncio.to_thread(batcher.stop, settings.drain_timeout_s)
         pipeline.close()
         log.info("stopped")
@@ -216,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         failures=FailureThrottle(),
     )
     install_problem_handlers(app)
-    routers = (detect, deepstack, anonymize, models, admin, health)
+    routers = (detect, deepstack, anonymize, jobs, models, admin, health)
     for router in (module.router for module in routers):
         app.include_router(router)
     if settings.web_ui:
@@ -225,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         LimitsMiddleware,
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
+        max_video_bytes=settings.max_video_bytes,
         metrics=metrics,
     )
     app.add_middleware(DrainMiddleware, lifecycle=lifecycle)

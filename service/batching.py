@@ -142,6 +142,11 @@ class Batcher:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether images are queued or about to be (what lower-priority work yields to)."""
+        return bool(self._queue or self._reserved)
+
     def stop(self, timeout_s: float) -> None:
         """Take no new work, finish what is queued, then end the worker."""
         with self._condition:

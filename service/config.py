@@ -138,6 +138,20 @@ class Settings(BaseSettings):
     )
     max_images_per_request: int = Field(16, ge=1)
 
+    jobs_dir: Path = Field(
+        Path("jobs"),
+        description="video jobs: uploads, state and results (replicas may share it)",
+    )
+    job_retention_s: float = Field(
+        24 * 3600.0, gt=0, description="finished video jobs are removed this long after"
+    )
+    max_video_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="larger video uploads get 413"
+    )
+    max_video_seconds: float = Field(
+        600.0, gt=0, description="longer videos get 413 (read from the container)"
+    )
+
     torch_threads: int | None = Field(
         None, ge=1, description="intra-op threads (default: all cores)"
     )

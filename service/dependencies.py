@@ -16,6 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.auth import ApiKeys, FailureThrottle, retry_after
 from service.config import Settings
+from service.jobs import JobStore
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.pipeline import Pipeline
@@ -118,11 +119,12 @@ def require_admin(
         raise _refused_token(request, state.failures, "missing or wrong admin bearer token")
 
 
-def check_api_key(request: Request, state: ServiceState, presented: str) -> None:
-    """With API keys configured, ``presented`` must be one, within its rate limit."""
+def check_api_key(request: Request, state: ServiceState, presented: str) -> str | None:
+    """With API keys configured, ``presented`` must be one, within its rate limit; returns
+    its name (None without keys)."""
     keys: ApiKeys = state.api_keys
     if not keys.enabled:
-        return
+        return None
     key = keys.identify(presented)
     if key is None:
         raise _refused_token(request, state.failures, f"missing or wrong API key ({KEY_PLACES})")
@@ -135,6 +137,7 @@ def check_api_key(request: Request, state: ServiceState, presented: str) -> None
             headers=retry_after(wait),
         )
     state.metrics.api_requests.labels(key).inc()
+    return key
 
 
 def presented_key(
@@ -146,9 +149,10 @@ def presented_key(
 
 def require_api_key(
     request: Request, state: StateDep, presented: Annotated[str, Depends(presented_key)]
-) -> None:
-    """A valid key in ``Authorization: Bearer`` or ``X-API-Key`` (when keys are configured)."""
-    check_api_key(request, state, presented)
+) -> str | None:
+    """A valid key in ``Authorization: Bearer`` or ``X-API-Key`` (when keys are configured);
+    its name, for what a key owns (video jobs)."""
+    return check_api_key(request, state, presented)
 
 
 def require_metrics_key(
@@ -159,5 +163,15 @@ def require_metrics_key(
         check_api_key(request, state, presented)
 
 
+def get_jobs(state: StateDep) -> JobStore:
+    """The video jobs, once the models are loaded."""
+    if state.jobs is None:
+        phase = state.lifecycle.phase
+        raise ProblemError(503, "not_ready", f"not ready: {phase}", headers=RETRY, reason=phase)
+    return state.jobs
+
+
 AdminDep = Depends(require_admin)
 ApiKeyDep = Depends(require_api_key)
+KeyNameDep = Annotated[str | None, Depends(require_api_key)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]

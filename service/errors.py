@@ -69,3 +69,19 @@ class DeadlineExceeded(Refusal):
 
 class ClientClosed(Refusal):
     """The client went away before its answer."""
+
+
+class UnsupportedVideo(Refusal):
+    """Not a video, a corrupt or truncated one, or one this build cannot read."""
+
+
+class VideoTooLong(Refusal):
+    """A video longer than the duration limit."""
+
+
+class JobNotFound(Refusal):
+    """No such job (or not one of this API key's)."""
+
+
+class JobNotFinished(Refusal):
+    """The job's result was asked for before it was done."""

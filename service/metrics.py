@@ -125,6 +125,13 @@ class Metrics:
             ["name"],
             registry=r,
         )
+        self.jobs = Counter(
+            "extd_jobs_total", "Video jobs finished, by state", ["state"], registry=r
+        )
+        self.jobs_queued = Gauge("extd_jobs_queued", "Video jobs waiting to run", registry=r)
+        self.video_frames = Counter(
+            "extd_video_frames_total", "Video frames anonymized by jobs", registry=r
+        )
         self.model_file_missing = Gauge(
             "extd_model_file_missing",
             "1 while a loaded model's file is gone (the default keeps serving from memory)",
@@ -148,6 +155,8 @@ class Metrics:
             self.cancelled.labels(reason)
         for result in ("loaded", "refused"):
             self.model_loads.labels(result)
+        for state in ("done", "failed", "cancelled"):
+            self.jobs.labels(state)
 
     def start_model_series(self, model: str) -> None:
         """The per-model series of a model just loaded, at 0."""

@@ -12,28 +12,40 @@ from service.problems import RETRY, ProblemError, problem_response
 
 # Paths that do work: counted in flight, refused while stopping. Health and docs stay open.
 WORK_PREFIX = "/v1/"
+# Video jobs: their uploads have a limit of their own (EXTD_MAX_VIDEO_BYTES).
+VIDEO_PREFIX = "/v1/jobs/"
 # What the limits refuse, as counted in extd_rejected_total.
 BODY_TOO_LARGE, HEADERS_TOO_LARGE = "body_too_large", "headers_too_large"
 
 
 class LimitsMiddleware:
-    """Refuse headers over ``max_header_bytes`` (431) and bodies over ``max_body_bytes`` (413,
-    by Content-Length or while streaming). The HTTP parser bounds headers too, but only
-    per read; this is the exact limit, answered with a problem document."""
+    """Refuse headers over ``max_header_bytes`` (431) and bodies over their limit (413, by
+    Content-Length or while streaming): ``max_body_bytes``, or ``max_video_bytes`` for video
+    uploads. The HTTP parser bounds headers too, but only per read; this is the exact
+    limit, answered with a problem document."""
 
     def __init__(
-        self, app: ASGIApp, *, max_header_bytes: int, max_body_bytes: int, metrics: Metrics
+        self,
+        app: ASGIApp,
+        *,
+        max_header_bytes: int,
+        max_body_bytes: int,
+        max_video_bytes: int,
+        metrics: Metrics,
     ) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
-        self.max_bytes = max_body_bytes
+        self.max_body_bytes = max_body_bytes
+        self.max_video_bytes = max_video_bytes
         self.metrics = metrics
 
-    def _error(self) -> ProblemError:
+    def _limit(self, scope: Scope) -> int:
+        videos = scope["path"].startswith(VIDEO_PREFIX)
+        return self.max_video_bytes if videos else self.max_body_bytes
+
+    def _error(self, limit: int) -> ProblemError:
         self.metrics.rejected.labels(BODY_TOO_LARGE).inc()
-        return ProblemError(
-            413, "body_too_large", f"request body over {self.max_bytes} bytes", limit=self.max_bytes
-        )
+        return ProblemError(413, "body_too_large", f"request body over {limit} bytes", limit=limit)
 
     def _refusal(self, scope: Scope) -> ProblemError | None:
         header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
@@ -42,8 +54,8 @@ class LimitsMiddleware:
             detail = f"request headers of {header_bytes} bytes, over {self.max_header_bytes}"
             return ProblemError(431, "headers_too_large", detail, limit=self.max_header_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return self._error()
+        if declared is not None and declared.isdigit() and int(declared) > self._limit(scope):
+            return self._error(self._limit(scope))
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,15 +68,15 @@ class LimitsMiddleware:
             )
             await response(scope, receive, send)
             return
-        received = 0
+        received, limit = 0, self._limit(scope)
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._error()
+                if received > limit:
+                    raise self._error(limit)
             return message
 
         await self.app(scope, limited_receive, send)

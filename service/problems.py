@@ -41,6 +41,8 @@ ProblemCode = Literal[
     "invalid_base64",
     "invalid_parameters",
     "invalid_request",
+    "job_not_finished",
+    "job_not_found",
     "method_not_allowed",
     "model_not_found",
     "not_found",
@@ -54,6 +56,8 @@ ProblemCode = Literal[
     "unauthorized",
     "unsupported_image",
     "unsupported_media_type",
+    "unsupported_video",
+    "video_too_long",
 ]
 
 
@@ -100,6 +104,10 @@ REFUSALS: dict[type[errors.Refusal], Answer] = {
     errors.ShuttingDown: Answer(503, "shutting_down", "stopping", retry_after_s=1),
     errors.DeadlineExceeded: Answer(504, "deadline_exceeded", "deadline"),
     errors.ClientClosed: Answer(499, "client_closed"),
+    errors.UnsupportedVideo: Answer(415, "unsupported_video", "bad_video"),
+    errors.VideoTooLong: Answer(413, "video_too_long", "video_too_long"),
+    errors.JobNotFound: Answer(404, "job_not_found"),
+    errors.JobNotFinished: Answer(409, "job_not_finished"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from model.anonymize import MASK_SCALE_RANGE, METHODS, SHAPES, AnonymizeOptions, parse_color
 from model.images import OUTPUT_FORMATS
 from model.options import PRIVACY, SERVING, PostprocessOptions, ScalePolicy, help_text
+from model.video import VideoOptions
 from service.problems import ProblemCode
 
 
@@ -67,19 +69,23 @@ class DetectParams(BaseModel):
 
 
 _ANONYMIZE = AnonymizeOptions()
+_VIDEO = VideoOptions()
 
 
-class AnonymizeParams(DetectParams):
-    """Query parameters of ``/v1/anonymize``: detection's, with a threshold for privacy, and
-    how faces are hidden."""
-
-    # model.options.PRIVACY: a lower threshold than detection's, since a missed face leaks.
-    score_threshold: float = Field(
+def privacy_threshold() -> Any:
+    """The score threshold of the routes that hide faces: model.options.PRIVACY, lower than
+    detection's, since a missed face leaks."""
+    return Field(
         PRIVACY.score_threshold,
         ge=0.0,
         lt=1.0,
         description=help_text(PostprocessOptions, "score_threshold"),
     )
+
+
+class HidingParams(BaseModel):
+    """How faces are hidden (``/v1/anonymize`` and video jobs)."""
+
     method: Literal[METHODS] = Field(  # type: ignore[valid-type]
         _ANONYMIZE.method, description=help_text(AnonymizeOptions, "method")
     )
@@ -93,14 +99,6 @@ class AnonymizeParams(DetectParams):
         description=help_text(AnonymizeOptions, "mask_scale"),
     )
     color: str = Field(_ANONYMIZE.color, description=help_text(AnonymizeOptions, "color"))
-    format: Literal[tuple(OUTPUT_FORMATS)] | None = Field(  # type: ignore[valid-type]
-        None, description="jpeg, png or webp (default: the upload's; PNG for other formats)"
-    )
-    keep_metadata: bool = Field(
-        False,
-        description="keep the upload's EXIF (GPS included; orientation reset to upright); "
-        "by default no metadata is written",
-    )
 
     @field_validator("color")
     @classmethod
@@ -110,6 +108,66 @@ class AnonymizeParams(DetectParams):
 
     def anonymize_options(self) -> AnonymizeOptions:
         return AnonymizeOptions(self.method, self.shape, self.mask_scale, self.color)
+
+
+class AnonymizeParams(HidingParams, DetectParams):
+    """Query parameters of ``/v1/anonymize``: detection's, with a threshold for privacy, and
+    how faces are hidden."""
+
+    score_threshold: float = privacy_threshold()
+    format: Literal[tuple(OUTPUT_FORMATS)] | None = Field(  # type: ignore[valid-type]
+        None, description="jpeg, png or webp (default: the upload's; PNG for other formats)"
+    )
+    keep_metadata: bool = Field(
+        False,
+        description="keep the upload's EXIF (GPS included; orientation reset to upright); "
+        "by default no metadata is written",
+    )
+
+
+class VideoParams(HidingParams):
+    """Query parameters of ``POST /v1/jobs/anonymize``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None, description="a loaded model's name (default: the configured one)"
+    )
+    score_threshold: float = privacy_threshold()
+    min_face: int | None = Field(
+        None, ge=0, le=8192, description=help_text(ScalePolicy, "min_face") + "; 0: every face"
+    )
+    hold: int = Field(_VIDEO.hold, ge=0, le=30, description=help_text(VideoOptions, "hold"))
+    codec: Literal["libx264", "libx265", "libvpx-vp9", "mpeg4"] | None = Field(
+        None, description=help_text(VideoOptions, "codec") + " (default: by the container)"
+    )
+    crf: int | None = Field(None, ge=0, le=63, description=help_text(VideoOptions, "crf"))
+
+    def job_parameters(self, model: str, default_min_face: int | None) -> dict[str, Any]:
+        """What the job runs with, every default resolved (stored in the job)."""
+        min_face = default_min_face if self.min_face is None else self.min_face
+        return {
+            "model": model,
+            "detection": {"score_threshold": self.score_threshold, "max_faces": 0},
+            "policy": {"min_face": min_face or None},
+            "hiding": asdict(self.anonymize_options()),
+            "video": {"hold": self.hold, "codec": self.codec, "crf": self.crf},
+        }
+
+
+class JobStatus(BaseModel):
+    """A video job: ``GET /v1/jobs/{id}``, and the answer to its creation."""
+
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: float = Field(description="0 to 1")
+    frames_done: int
+    frames_total: int
+    error: str | None = Field(None, description="why it failed")
+    created: float = Field(description="Unix time")
+    updated: float
+    result: str | None = Field(None, description="the path of the video, once done")
+    parameters: dict[str, Any]
 
 
 class Face(BaseModel):

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 from service.auth import ApiKeys, FailureThrottle
 from service.config import Settings
+from service.jobs import JobStore
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.pipeline import Pipeline
@@ -25,6 +26,7 @@ class ServiceState:
     api_keys: ApiKeys
     failures: FailureThrottle
     pipeline: Pipeline | None = None  # set once the worker runs (lifespan start)
+    jobs: JobStore | None = None  # set with the pipeline
 
 
 def service_state(app: Starlette) -> ServiceState:

@@ -44,6 +44,7 @@ def running_app(weights: Path, **settings) -> Iterator[TestClient]:
     config = Settings(
         **{
             "weights_dir": weights,
+            "jobs_dir": weights.parent / f"jobs-{time.monotonic_ns()}",
             "pull_missing": False,
             "watch_weights": False,
             "backend": "torch",

@@ -81,3 +81,46 @@ def scan_bomb(side: int, copies: int) -> bytes:
     last_scan = data.rindex(b"\xff\xda")
     end = data.rindex(b"\xff\xd9")
     return data[:end] + data[last_scan:end] * copies + data[end:]
+
+
+def video(
+    path: Path,
+    *,
+    frames: int = 24,
+    rate: int = 12,
+    size: tuple[int, int] = (160, 120),
+    codec: str = "libx264",
+    audio: str | None = "aac",
+    rotation: int = 0,
+    picture: bytes | None = None,
+) -> Path:
+    """A short video of ``picture`` (a smooth random one by default) panning sideways, with a
+    tone on an audio track, written with PyAV (``rotation``: a display rotation flag)."""
+    import av
+
+    base = np.asarray(Image.open(io.BytesIO(picture or photo(*size))).convert("RGB").resize(size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        sound = out.add_stream(audio, rate=48000) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(base, index * 2, axis=1), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        if sound is not None:
+            seconds = np.arange(48000 * frames // rate) / 48000
+            tone = (0.3 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32)[None]
+            chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, 0
+            for packet in [*sound.encode(chunk), *sound.encode(None)]:
+                out.mux(packet)
+    return path

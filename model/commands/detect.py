@@ -10,7 +10,7 @@ import argparse
 import glob
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,13 +43,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def expand(patterns: list[str]) -> list[str]:
-    """Files as given; folders as their images (recursively, sorted); globs as their matches."""
+def expand(patterns: list[str], suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[str]:
+    """Files as given; folders as their files of ``suffixes`` (recursively, sorted); globs as
+    their matches."""
     paths: list[str] = []
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = (p for p in path.rglob("*") if p.suffix.lower() in suffixes)
             paths += sorted(str(p) for p in found if p.is_file())
         elif not path.exists() and glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern, recursive=True))

@@ -92,7 +92,7 @@ def debian_base() -> None:
         tar.wait()
 
 
-def requirements(extras: tuple[str, ...] = ("openvino",)) -> list[str]:
+def requirements(extras: tuple[str, ...] = ("openvino", "video")) -> list[str]:
     """The runtime requirements of the project (with ``extras``), from pyproject.toml."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     found = list(project["dependencies"])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import samples
 from cli import run_cli
 from PIL import Image
 
@@ -46,3 +47,18 @@ def test_bad_options_exit_with_a_message(tmp_path):
     done = run_cli("anonymize", str(tmp_path), "--out", str(tmp_path / "o"), "--color", "nope")
     assert done.returncode == 2
     assert "color 'nope'" in done.stderr
+
+
+def test_videos_come_out_with_their_frames_and_sound(release_weights, tmp_path):
+    pytest.importorskip("av", reason="needs the video extra")
+    from model.video import probe
+
+    source = samples.video(tmp_path / "in" / "clip.mkv", frames=12)
+    done = run_cli(
+        "anonymize", str(source.parent), "--out", str(tmp_path / "out"),
+        "--weights", str(release_weights[32]), "--backend", "torch", "--hold", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    before, after = probe(source), probe(tmp_path / "out" / "clip.mkv")
+    assert (after.frames, after.rate, after.audio_streams) == (12, before.rate, 1)
+    assert "clip.mkv: 12 frames" in done.stdout + done.stderr
