@@ -8,20 +8,23 @@ frame by frame, and an audio track. Both tools run on it at their defaults
 on the same cores (``deface`` through its own command, in its own virtual
 environment; this project through ``anonymize_video``), and the table gives,
 side by side: ground-truth faces (hard lists, at least 10 pixels, inside the
-frame) left visible per 1,000 face-frames (under 90 % of the box hidden),
-frames/s, and whether frame count, frame rate, duration and audio survive.
-``--holds`` adds this project's leaks for other hold lengths (from the same
-run's detections: how the default was chosen).
+frame) left visible per 1,000 face-frames (under 90 % of the box hidden), the
+share of the frames outside every ground-truth face hidden anyway
+(over-masking), frames/s, and whether frame count, frame rate, duration and
+audio survive.
+``--holds``, ``--thresholds`` and ``--mask-scales`` add this project's rows
+for other hold lengths, score thresholds and mask scales (from the same run's
+detections: how the defaults were chosen).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import subprocess
 import tempfile
 import time
-from fractions import Fraction
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -34,22 +37,21 @@ from model.detector import Detector
 from model.eval import load_split
 from model.options import PRIVACY, ScalePolicy
 from model.runtime import tune_allocator
-from model.video import VideoOptions, anonymize_video, probe
+from model.video import VideoOptions, anonymize_video, held_faces, neighbours, probe
 from tools import data
 
 SIZE, RATE = (1920, 1080), 25
 HIDDEN, MIN_FACE = 0.9, 10
 
 DEFACE_MASKS = r"""
-import json, sys
-import av, numpy as np, skimage.draw
+import sys
+import imageio.v2 as imageio, numpy as np, skimage.draw
 from deface.centerface import CenterFace
 from deface.deface import scale_bb
 clip, out = sys.argv[1], sys.argv[2]
 centerface, masks = CenterFace(), []
-with av.open(clip) as video:
-    for frame in video.decode(video.streams.video[0]):
-        pixels = frame.to_ndarray(format="rgb24")
+with imageio.get_reader(clip) as video:
+    for pixels in video:
         dets, _ = centerface(pixels, threshold=0.2)
         mask = np.zeros(pixels.shape[:2], bool)
         for det in dets:
@@ -130,18 +132,24 @@ def make_clip(path: Path, photos, seconds: float) -> list[np.ndarray]:
     return truth
 
 
-def leaks(truth: list[np.ndarray], masks) -> tuple[int, int]:
-    """Face-frames left visible, and face-frames in all."""
+def leaks(truth: list[np.ndarray], masks) -> tuple[int, int, float]:
+    """Face-frames left visible, face-frames in all, and the share of the frames outside every
+    ground-truth face that is hidden anyway (over-masking)."""
     leaked = total = 0
+    outside = hidden = 0
     for boxes, mask in zip(truth, masks, strict=True):
         height, width = mask.shape
+        faces = np.zeros_like(mask)
         for x, y, w, h in boxes:
             x1, y1, x2, y2 = (round(v) for v in (x, y, x + w, y + h))
+            faces[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = True
             if x1 < 0 or y1 < 0 or x2 > width or y2 > height or max(w, h) < MIN_FACE:
                 continue
             total += 1
             leaked += mask[y1:y2, x1:x2].mean() < HIDDEN
-    return leaked, total
+        outside += (~faces).sum()
+        hidden += (mask & ~faces).sum()
+    return leaked, total, hidden / outside
 
 
 def survives(source: Path, output: Path) -> str:
@@ -155,9 +163,12 @@ def survives(source: Path, output: Path) -> str:
     return ", ".join(f"{k} {'kept' if ok else 'changed'}" for k, ok in checks.items())
 
 
-def row(label: str, leaked: int, total: int, fps: float | None, kept: str) -> str:
+def row(label: str, leaked: int, total: int, over: float, fps: float | None, kept: str) -> str:
     rate = f"{fps:.2f}" if fps else ""
-    return f"| {label} | {1000 * leaked / total:.1f} ({leaked} of {total}) | {rate} | {kept} |"
+    return (
+        f"| {label} | {1000 * leaked / total:.1f} ({leaked} of {total}) | {100 * over:.2f} % "
+        f"| {rate} | {kept} |"
+    )
 
 
 def main() -> None:
@@ -169,6 +180,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per photo")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--holds", type=int, nargs="*", default=[0, 1, 2, 4])
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[PRIVACY.score_threshold])
+    parser.add_argument(
+        "--mask-scales", type=float, nargs="*", default=[AnonymizeOptions().mask_scale]
+    )
     args = parser.parse_args()
     tune_allocator()
     with tempfile.TemporaryDirectory() as folder:
@@ -177,8 +192,10 @@ def main() -> None:
         info = probe(clip)
         print(f"clip: {info.frames} frames, {info.width}x{info.height}, {float(info.rate):g} "
               f"frames/s, {info.duration_s:.1f} s, audio")  # fmt: skip
-        print("| tool | face-frames left visible per 1,000 | frames/s | the output |")
-        print("| --- | --- | --- | --- |")
+        print(
+            "| tool | face-frames left visible per 1,000 | over-masking | frames/s | the output |"
+        )
+        print("| --- | --- | --- | --- | --- |")
         if args.deface_python:
             deface_out = Path(folder) / "deface.mp4"
             start = time.perf_counter()
@@ -201,28 +218,37 @@ def main() -> None:
         detector = Detector(data.require("weights", "EXTD_64.pth"), backend=args.backend)
         found: dict[int, np.ndarray] = {}
         ours = Path(folder) / "ours.mp4"
+        lowest = replace(PRIVACY, score_threshold=min(args.thresholds))
         start = time.perf_counter()
         with tqdm(total=info.frames, unit="frame") as bar:
             anonymize_video(
                 clip, ours, detector,
-                options=PRIVACY, policy=ScalePolicy(), hiding=AnonymizeOptions(),
+                options=lowest, policy=ScalePolicy(), hiding=AnonymizeOptions(),
                 video=VideoOptions(hold=0),
                 progress=lambda done: bar.update(done - bar.n),
                 hidden=lambda index, faces: found.setdefault(index, faces),
             )  # fmt: skip
         fps = info.frames / (time.perf_counter() - start)
-        hiding, default = AnonymizeOptions(), VideoOptions().hold
-        for hold in sorted({*args.holds, default}):
-            masks = []
-            for index in range(len(truth)):
-                near = [found[i] for i in range(index - hold, index + hold + 1) if i in found]
-                masks.append(face_mask((SIZE[1], SIZE[0]), np.concatenate(near), hiding))
-            label = f"EXTD-64 ({detector.backend.name}), hold {hold}"
-            label += " (default)" if hold == default else ""
-            kept = survives(clip, ours) if hold == default else ""
-            print(row(label, *leaks(truth, masks), fps if hold == default else None, kept),
+        default = (PRIVACY.score_threshold, AnonymizeOptions().mask_scale, VideoOptions().hold)
+        grid = itertools.product(
+            sorted({*args.thresholds}),
+            sorted({*args.mask_scales}),
+            sorted({*args.holds, VideoOptions().hold}),
+        )
+        for threshold, mask_scale, hold in grid:
+            hiding = AnonymizeOptions(mask_scale=mask_scale)
+            kept = {i: faces[faces[:, 4] > threshold] for i, faces in found.items()}
+            masks = [
+                face_mask(
+                    (SIZE[1], SIZE[0]), held_faces(kept[i], *neighbours(kept, i, hold)), hiding
+                )
+                for i in range(len(truth))
+            ]
+            label = f"EXTD-64 ({detector.backend.name}): {threshold}, {mask_scale}, hold {hold}"
+            chosen = (threshold, mask_scale, hold) == default
+            print(row(label + (" (defaults)" if chosen else ""), *leaks(truth, masks),
+                      fps if chosen else None, survives(clip, ours) if chosen else ""),
                   flush=True)  # fmt: skip
-        print(json.dumps({"frames": info.frames, "rate": str(Fraction(info.rate))}))
 
 
 if __name__ == "__main__":

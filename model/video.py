@@ -2,9 +2,9 @@
 
 Decoding and encoding are PyAV's (FFmpeg inside its wheel: the ``video``
 extra). Frames go through the Detector in batches. A face found in frame
-``t`` is also hidden in the ``hold`` frames before and after it (a look-ahead
-buffer), so a face the network misses for a frame or two does not flash into
-view. Each output frame carries its input frame's timestamp, so the frame
+``t`` is also hidden in the ``hold`` frames before and after it that miss it
+(a look-ahead buffer), so a face the network misses for a frame or two does
+not flash into view. Each output frame carries its input frame's timestamp, so the frame
 count, the frame rate (constant or variable) and the duration stay as they
 were; audio streams are copied packet for packet; a rotation flag is applied
 to the pixels (the output is stored upright, and plays the same).
@@ -20,8 +20,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from model.anonymize import AnonymizeOptions, anonymize
+from model.boxes import box_iou
 from model.detector import Detector
 from model.errors import ExtdError, OptionsError
 from model.files import atomic_path
@@ -37,6 +39,8 @@ _CODECS = {".webm": ("libvpx-vp9", 32), ".avi": ("mpeg4", 3)}
 _DEFAULT_CODEC = ("libx264", 20)
 _QP2LAMBDA = 118  # FFmpeg's scale of a quantizer as global quality
 _BATCH = 8  # frames per forward pass
+# A neighbour's face overlapping a nearer frame's face this much is the same face, moved.
+SAME_FACE_IOU = 0.3
 
 
 class VideoError(ExtdError, reason="unsupported_video"):
@@ -146,9 +150,28 @@ class _Frame:
     faces: np.ndarray | None = None
 
 
+def held_faces(own: np.ndarray, before: list[np.ndarray], after: list[np.ndarray]) -> np.ndarray:
+    """A frame's faces, plus those of the frames ``before`` and ``after`` it (nearest first)
+    that match none of the nearer frames' faces on their side: a face missed here is hidden
+    where the nearest frames on each side saw it, and a face found here is not hidden again
+    at every place it moves through (on a panning camera, that union more than doubled the
+    hidden area)."""
+    kept = [own]
+    for side in (before, after):
+        seen = own
+        for faces in side:
+            if len(faces) and len(seen):
+                same = box_iou(torch.from_numpy(faces[:, :4]), torch.from_numpy(seen[:, :4]))
+                kept.append(faces[same.amax(dim=1).numpy() < SAME_FACE_IOU])
+            else:
+                kept.append(faces)
+            seen = np.concatenate([seen, faces])
+    return np.concatenate(kept)
+
+
 class _Hold:
     """Frames wait here until the ``hold`` frames after them are detected; each leaves with
-    the faces of its neighbours within ``hold`` added to its own."""
+    the faces its neighbours within ``hold`` saw and it missed (:func:`held_faces`)."""
 
     def __init__(self, hold: int) -> None:
         self.hold = hold
@@ -169,10 +192,18 @@ class _Hold:
 
     def _leave(self) -> tuple[_Frame, np.ndarray]:
         frame = self._waiting.popleft()
-        span = range(frame.index - self.hold, frame.index + self.hold + 1)
-        faces = np.concatenate([self._faces[i] for i in span if i in self._faces])
+        faces = held_faces(frame.faces, *neighbours(self._faces, frame.index, self.hold))
         self._faces.pop(frame.index - self.hold, None)
         return frame, faces
+
+
+def neighbours(
+    faces: dict[int, np.ndarray], index: int, hold: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The faces of the ``hold`` frames before ``index`` and after it, nearest first."""
+    before = [faces[index - d] for d in range(1, hold + 1) if index - d in faces]
+    after = [faces[index + d] for d in range(1, hold + 1) if index + d in faces]
+    return before, after
 
 
 def anonymize_video(

@@ -74,7 +74,7 @@ class MemoryGuard:
     """Models give back what unusual inputs made them keep, once the worker has been idle.
 
     Backends keep buffers sized for the largest shape they ran and an entry per
-    shape (OpenVINO: 4 GB after one 6-megapixel image, 1.5 MB per new size),
+    shape (OpenVINO: about 1.1 GB per megapixel of input in fp32, 1.5 MB per new size),
     and the tuned heap keeps freed memory. The shapes the service warmed up
     stay. After any other shape, the models that ran it release everything
     once no image has come for ``idle_s``: a burst of large photos keeps its

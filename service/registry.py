@@ -148,7 +148,7 @@ class ModelRegistry:
 
     def warm(self) -> None:
         """Warm the default model at :attr:`warm_sizes`. Only that one: a warm shape keeps
-        its buffers (about 1.3 GB per megapixel of input on OpenVINO fp32), and the other
+        its buffers (about 1.1 GB per megapixel of input on OpenVINO fp32), and the other
         models pay their first-sight cost (about 0.5 s) on their first request instead."""
         default = self.get(self.default_name or "")
         if default is not None:

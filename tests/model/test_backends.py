@@ -195,7 +195,7 @@ def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_p
 
 
 @needs_openvino
-def test_openvino_batches_split_across_streams_match_single_images(release_weights, runtime):
+def test_openvino_batches_match_single_images(release_weights, runtime):
     backend = create_backend("openvino", read_checkpoint(release_weights[64]), CPU, runtime)
     batch = torch.randn(5, 3, 96, 128) * 50
     together = backend(batch)

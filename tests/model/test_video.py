@@ -20,7 +20,14 @@ from model.variants import Variant
 
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'extd-face[video]'")
 
-from model.video import VideoError, VideoOptions, anonymize_video, probe  # noqa: E402
+from model.video import (  # noqa: E402
+    VideoError,
+    VideoOptions,
+    anonymize_video,
+    held_faces,
+    neighbours,
+    probe,
+)
 
 GREEN = AnonymizeOptions(method="solid", color="#00ff00", shape="box", mask_scale=1.0)
 # A random network at a low threshold: boxes in every frame, no data needed.
@@ -116,6 +123,22 @@ def test_hold_hides_a_face_in_the_neighbouring_frames(detector, tmp_path):
     for without, with_hold in zip(masks[0], masks[3], strict=True):
         assert with_hold.sum() >= without.sum()  # a superset, give or take the codec
     assert sum(m.sum() for m in masks[3]) > sum(m.sum() for m in masks[0])
+
+
+def test_held_faces_fill_a_miss_and_nothing_else():
+    face = np.array([[10, 10, 30, 30, 0.9]], np.float32)
+    step = np.array([4, 0, 4, 0, 0], np.float32)  # a frame's move: IoU 0.67 with the last
+    other = np.array([[60, 10, 80, 30, 0.8]], np.float32)
+    none = np.zeros((0, 5), np.float32)
+    # Found here: the neighbours' copies of it are not added; a face only they saw is.
+    held = held_faces(face, [face - step, face - 2 * step], [face + step, other])
+    np.testing.assert_array_equal(held, np.concatenate([face, other]))
+    # Missed here: the nearest sighting on each side is added; the farther ones match those.
+    held = held_faces(none, [face - step, face - 2 * step], [face + step, face + 2 * step])
+    np.testing.assert_array_equal(held, np.concatenate([face - step, face + step]))
+    before, after = neighbours({0: face, 1: none, 3: other}, 1, 2)
+    assert [len(f) for f in before] == [1]
+    assert [len(f) for f in after] == [1]  # frame 2 is not there, frame 3 is
 
 
 def test_a_rotated_video_comes_out_upright(detector, tmp_path):
