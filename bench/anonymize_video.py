@@ -39,33 +39,26 @@ from model.options import PRIVACY, ScalePolicy
 from model.runtime import tune_allocator
 from model.video import VideoOptions, anonymize_video, held_faces, neighbours, probe
 from tools import data
+from tools.deface import DEFACE_MASK
 
 SIZE, RATE = (1920, 1080), 25
 HIDDEN, MIN_FACE = 0.9, 10
 
-DEFACE_MASKS = r"""
+DEFACE_MASKS = (
+    DEFACE_MASK
+    + r"""
 import sys
-import imageio.v2 as imageio, numpy as np, skimage.draw
+import imageio.v2 as imageio
 from deface.centerface import CenterFace
-from deface.deface import scale_bb
 clip, out = sys.argv[1], sys.argv[2]
 centerface, masks = CenterFace(), []
 with imageio.get_reader(clip) as video:
     for pixels in video:
         dets, _ = centerface(pixels, threshold=0.2)
-        mask = np.zeros(pixels.shape[:2], bool)
-        for det in dets:
-            x1, y1, x2, y2 = scale_bb(*det[:4].astype(int), 1.3)
-            y1, y2 = max(0, y1), min(pixels.shape[0] - 1, y2)
-            x1, x2 = max(0, x1), min(pixels.shape[1] - 1, x2)
-            half_h, half_w = (y2 - y1) // 2, (x2 - x1) // 2
-            ey, ex = skimage.draw.ellipse(half_h, half_w, half_h, half_w)
-            roi = mask[y1:y2, x1:x2]
-            keep = (ey < roi.shape[0]) & (ex < roi.shape[1])
-            roi[ey[keep], ex[keep]] = True
-        masks.append(np.packbits(mask))
+        masks.append(np.packbits(deface_mask(dets, pixels.shape[:2])))
 np.savez_compressed(out, *masks)
 """
+)
 
 
 def crowd_photos(count: int) -> list[tuple[Path, np.ndarray]]:

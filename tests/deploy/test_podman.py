@@ -57,16 +57,21 @@ def images(repo, weights_mirror) -> Path:
     from model.options import RuntimeOptions
 
     wheels = containers.stand_ins(RuntimeOptions().cache_dir / "containers")
-    # The released weights are pulled at build time, from the mirror mounted there.
+    build_offline(IMAGE, repo / "docker" / "Dockerfile", repo, wheels, weights_mirror)
+    return wheels
+
+
+def build_offline(tag: str, dockerfile: Path, repo: Path, wheels: Path, mirror: Path) -> None:
+    """Build from the wheelhouse; the released weights are pulled at build time, from the
+    mirror mounted there."""
     containers.build(
-        IMAGE,
-        repo / "docker" / "Dockerfile",
+        tag,
+        dockerfile,
         context=repo,
         wheels=wheels,
         build_args=containers.OFFLINE_PIP | {"EXTD_WEIGHTS_MIRROR": "/mirror"},
-        volumes={weights_mirror: "/mirror"},
+        volumes={mirror: "/mirror"},
     )
-    return wheels
 
 
 @pytest.fixture
@@ -116,14 +121,7 @@ def test_the_cpu_image_serves_as_users_run_it(
 
 def test_the_gpu_image_builds_on_a_cpu_stand_in(images, repo, weights_mirror):
     """Its Python layers and its command, with the CPU torch in place of the CUDA base."""
-    containers.build(
-        GPU_IMAGE,
-        repo / "docker" / "Dockerfile.gpu",
-        context=repo,
-        wheels=images,
-        build_args=containers.OFFLINE_PIP | {"EXTD_WEIGHTS_MIRROR": "/mirror"},
-        volumes={weights_mirror: "/mirror"},
-    )
+    build_offline(GPU_IMAGE, repo / "docker" / "Dockerfile.gpu", repo, images, weights_mirror)
     probe = "import service.app, model.weights as w; print(sorted(w.known_checkpoints()))"
     done = containers.podman("run", "--rm", "--health-interval", "disable", GPU_IMAGE,
                              "python", "-c", probe)  # fmt: skip
