@@ -17,105 +17,20 @@ import asyncio
 import itertools
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
+from model.options import RuntimeOptions
 from model.weights import pull
 from tools import data
 from tools.launcher import launch
+from tools.load import closed_loop
 
 CONFIGS = {
     "batching": {"EXTD_MAX_BATCH_SIZE": "16", "EXTD_MAX_BATCH_DELAY_MS": "5"},
     "no batching": {"EXTD_MAX_BATCH_SIZE": "1", "EXTD_MAX_BATCH_DELAY_MS": "0"},
 }
-
-
-async def closed_loop(
-    url: str,
-    payloads: list[bytes],
-    params: dict,
-    *,
-    clients: int,
-    warmup_s: float,
-    duration_s: float,
-    per_request: int,
-) -> dict:
-    """Clients run from the start; only requests sent after ``warmup_s`` count, so the
-    numbers are the steady state (the first batches of each new shape are slow)."""
-    latencies: list[float] = []
-    errors = 0
-    async with httpx.AsyncClient(
-        base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
-    ) as http:
-        measure_from = time.perf_counter() + warmup_s
-        stop_at = measure_from + duration_s
-        sent = itertools.count()
-
-        async def client() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at:
-                files = [
-                    ("images", (f"{i}.jpg", payloads[next(sent) % len(payloads)], "image/jpeg"))
-                    for i in range(per_request)
-                ]
-                start = time.perf_counter()
-                response = await http.post("/v1/detect", params=params, files=files)
-                if start < measure_from:
-                    continue
-                if response.status_code == 200:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    errors += 1
-
-        async def metrics_at_start() -> dict[str, float]:
-            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-            return await metric_totals(url)
-
-        *_, before = await asyncio.gather(*(client() for _ in range(clients)), metrics_at_start())
-        elapsed = time.perf_counter() - measure_from
-        after = await metric_totals(url)
-    ms = np.array(latencies) * 1000
-    return {
-        "server": server_means({name: after[name] - before.get(name, 0.0) for name in after}),
-        "images_per_s": len(latencies) * per_request / elapsed,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "requests": len(latencies),
-        "errors": errors,
-    }
-
-
-async def metric_totals(url: str) -> dict[str, float]:
-    """The server's histogram sums and counts, over all labels (on a connection of its
-    own: the clients keep theirs busy)."""
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        metrics = (await http.get("/metrics")).text
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(metrics):
-        for sample in family.samples:
-            if sample.name.endswith(("_sum", "_count")) and sample.name.startswith("extd_"):
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
-
-
-def server_means(totals: dict[str, float]) -> dict[str, float]:
-    """Mean batch size and per-stage times (ms) from histogram sums and counts."""
-
-    def mean(name: str, scale: float = 1000.0) -> float:
-        count = totals.get(f"{name}_count", 0.0)
-        return round(totals.get(f"{name}_sum", 0.0) / count * scale, 2) if count else 0.0
-
-    return {
-        "batch_size": mean("extd_batch_size", 1.0),
-        "queue_wait_ms": mean("extd_queue_wait_seconds"),
-        "decode_ms": mean("extd_preprocess_duration_seconds"),
-        "inference_ms_per_batch": mean("extd_inference_duration_seconds"),
-    }
 
 
 def main() -> None:
@@ -156,7 +71,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "weights"
-        pull([args.model], directory=weights, mirror=args.mirror)
+        pull([args.model], runtime=RuntimeOptions(weights_dir=weights, weights_mirror=args.mirror))
         for backend, config in itertools.product(args.backends, args.configs):
             name = f"{backend}, {config}"
             env = dict(CONFIGS[config])

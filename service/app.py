@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-import torch
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from model.checkpoint import Checkpoint
-from model.detector import Detector
-from model.errors import CheckpointError, WeightsError
-from model.runtime import tune_allocator
-from model.weights import pull
 from service.auth import ApiKeys, FailureThrottle, read_key_hashes
-from service.batching import Batcher
+from service.components import Engine
 from service.config import Settings
-from service.jobs import JobRunner, JobStore
-from service.lifecycle import Lifecycle, Phase
+from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.middleware import (
     BODY_TOO_LARGE,
@@ -32,9 +24,8 @@ from service.middleware import (
     LimitsMiddleware,
     MetricsMiddleware,
 )
-from service.pipeline import Pipeline
 from service.problems import MEDIA_TYPE, REFUSALS, install_problem_handlers
-from service.registry import LoadedModel, ModelRegistry
+from service.remote import RemoteEngine
 from service.routes import admin, anonymize, deepstack, detect, health, jobs, models, web
 from service.state import ServiceState, service_state
 
@@ -47,135 +38,32 @@ Errors are RFC 9457 problem documents with a stable `code`.
 """
 
 
-def _registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
-    """The weights folder's models, built as the settings say; loads and drops counted."""
-
-    runtime = settings.runtime()
-
-    def build(checkpoint: Checkpoint) -> Detector:
-        return Detector(
-            checkpoint,
-            device=settings.device,
-            backend=settings.backend,
-            bucket_step=settings.bucket_step,
-            batch_size=settings.max_batch_size,
-            batch_pixels=settings.max_batch_pixels,
-            runtime=runtime,
-        )
-
-    def publish(
-        added: list[LoadedModel], dropped: list[LoadedModel], refused: dict[str, str]
-    ) -> None:
-        for model in dropped:
-            metrics.model_info.remove(*_info_labels(model))
-        replaced = {model.name: model.variant for model in dropped}
-        for model in added:
-            metrics.model_info.labels(*_info_labels(model)).set(1)
-            metrics.start_model_series(model.name)
-            if replaced.get(model.name, model.variant) != model.variant:
-                metrics.variant_changes.labels(model.name).inc()
-        metrics.model_loads.labels("loaded").inc(len(added))
-        metrics.model_loads.labels("refused").inc(len(refused))
-        for model in registry.all():
-            metrics.model_file_missing.labels(model.name).set(model.name in registry.missing_files)
-
-    registry = ModelRegistry(
-        settings.weights_dir,
-        build,
-        default=settings.default_model,
-        warm_sizes=settings.warm_sizes,
-        on_change=publish,
-    )
-    return registry
-
-
-def _info_labels(model: LoadedModel) -> tuple[str, str, str, str, str]:
-    return model.name, model.variant, model.sha256, model.backend, model.device
-
-
-class StartupError(RuntimeError):
-    """The service cannot serve: no model, or the default model is missing."""
-
-
-def _load_models(
-    settings: Settings, registry: ModelRegistry, enter: Callable[[Phase], None]
-) -> None:
-    """Pull the released weights into an empty folder, load every model, then warm them."""
-    if settings.pull_missing and not registry.checkpoint_files():
-        log.info("no checkpoints in %s: pulling the released ones", settings.weights_dir)
-        pull(directory=settings.weights_dir, mirror=settings.weights_mirror)
-    registry.refresh(warm=False)
-    if not registry.all():
-        raise StartupError(f"no model could be loaded from {settings.weights_dir}")
-    default = registry.default_name
-    if registry.get(default) is None:
-        raise StartupError(f"the default model {default!r} is not in {settings.weights_dir}")
-    enter("warming")
-    registry.warm()
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the worker and load the models in the background: the port opens at once."""
     state = service_state(app)
-    settings, metrics, lifecycle = state.settings, state.metrics, state.lifecycle
-    tune_allocator(settings.tune_allocator)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    registry = _registry(settings, metrics)
-    batcher = Batcher(
-        max_batch_size=settings.max_batch_size,
-        max_batch_delay_s=settings.max_batch_delay_ms / 1000,
-        capacity=settings.queue_size,
-        metrics=metrics,
-        steady_shapes=lambda: registry.warm_shapes,
-        release_idle_s=settings.release_idle_s,
+    lifecycle = state.lifecycle
+    engine = (
+        RemoteEngine(state.settings, state.inference_socket)
+        if state.inference_socket
+        else Engine(state.settings, state.metrics)
     )
-    batcher.start()
-    state.pipeline = pipeline = Pipeline(settings, registry, batcher, metrics)
-    job_store = JobStore(settings.jobs_dir)
-    runner = JobRunner(
-        job_store,
-        registry,
-        metrics,
-        retention_s=settings.job_retention_s,
-        photos_waiting=lambda: batcher.waiting,
-    )
+    state.pipeline = engine.pipeline
     loop = asyncio.get_running_loop()
-    stop_watching = threading.Event()
 
     def ready() -> None:
-        if settings.watch_weights:
-            registry.watch(settings.watch_interval_s, stop_watching)
-        state.jobs = job_store
-        runner.start()
+        state.jobs = engine.jobs
         lifecycle.enter("ready")
-        log.info(
-            "ready: models %s, default %s", [m.name for m in registry.all()], registry.default_name
-        )
 
-    def load() -> None:
-        try:
-            _load_models(
-                settings, registry, lambda phase: loop.call_soon_threadsafe(lifecycle.enter, phase)
-            )
-        except (StartupError, WeightsError, CheckpointError) as error:
-            loop.call_soon_threadsafe(lifecycle.fail, str(error))
-        except Exception as error:  # anything else must stop the service too, not hang it
-            log.exception("loading the models failed")
-            loop.call_soon_threadsafe(lifecycle.fail, f"loading the models failed: {error}")
-        else:
-            loop.call_soon_threadsafe(ready)
-
-    # A daemon thread: a stop while loading need not wait for the load to end.
-    threading.Thread(target=load, name="model-loader", daemon=True).start()
+    engine.load(
+        warming=lambda: loop.call_soon_threadsafe(lifecycle.enter, "warming"),
+        ready=lambda: loop.call_soon_threadsafe(ready),
+        failed=lambda message: loop.call_soon_threadsafe(lifecycle.fail, message),
+    )
     try:
         yield
     finally:
-        stop_watching.set()
-        await asyncio.to_thread(runner.stop, settings.drain_timeout_s)
-        await asyncio.to_thread(batcher.stop, settings.drain_timeout_s)
-        pipeline.close()
+        await asyncio.to_thread(engine.stop)
         log.info("stopped")
 
 
@@ -197,7 +85,9 @@ def _problems_as_problem_json(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, inference_socket: str | None = None) -> FastAPI:
+    """The app; with ``inference_socket``, an HTTP worker whose models run in the inference
+    process listening there (:mod:`service.fleet`)."""
     settings = settings or Settings()
     metrics = Metrics()
     # Swagger UI and ReDoc from the package's own assets: the docs work offline.
@@ -226,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             burst=settings.api_burst,
         ),
         failures=FailureThrottle(),
+        inference_socket=inference_socket,
     )
     install_problem_handlers(app)
     routers = (detect, deepstack, anonymize, jobs, models, admin, health)

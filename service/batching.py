@@ -1,20 +1,26 @@
-"""Dynamic batching: a bounded queue of images and one worker thread.
+"""Dynamic batching: the one model runner of a process, with two lanes.
 
-Request handlers submit prepared images and await futures; the worker takes
+Request handlers submit prepared photos and await futures; the worker takes
 up to ``max_batch_size`` images (waiting at most ``max_batch_delay_s`` for
 more), drops those whose deadline passed or whose client left, groups the
 rest by Detector and input size, and runs one forward pass per group. The
 model never runs on the event loop.
+
+Video frames come through the background lane (:meth:`Batcher.run_background`,
+called from job threads): one forward pass at a time, and only when no photo
+is queued, reserved or just answered, so a photo waits for at most one pass
+of frames. Both lanes share the memory guard and the metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -29,6 +35,10 @@ from service.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 
+# After answering a photo, frames wait this long before they run: a client that sends its
+# photos one after another has its next one queued by then, and never waits for a frame.
+PHOTO_GRACE_S = 0.05
+
 
 @dataclass
 class Ticket:
@@ -39,27 +49,26 @@ class Ticket:
 
 
 @dataclass(eq=False)
-class Job:
-    """One image waiting for the worker; the worker settles its future on the request's loop."""
+class QueuedImage:
+    """One image waiting for the worker, and the future its faces go to (a request awaits it
+    through ``asyncio.wrap_future``; a job thread waits on it)."""
 
     model: LoadedModel
     item: PreparedImage
     options: PostprocessOptions
     ticket: Ticket
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
+    background: bool = False  # a video frame
+    future: Future = field(default_factory=Future)
     enqueued_at: float = field(default_factory=time.monotonic)
 
     def resolve(self, result: np.ndarray | None = None, error: Exception | None = None) -> None:
-        def settle() -> None:
-            if self.future.done():
-                return
+        try:
             if error is None:
                 self.future.set_result(result)
             else:
                 self.future.set_exception(error)
-
-        self.loop.call_soon_threadsafe(settle)
+        except InvalidStateError:
+            pass  # its request gave up and cancelled it
 
 
 @dataclass
@@ -128,8 +137,10 @@ class Batcher:
         self.max_batch_delay_s = max_batch_delay_s
         self.capacity = capacity
         self.metrics = metrics
-        self._queue: deque[Job] = deque()
+        self._queue: deque[QueuedImage] = deque()  # photos
+        self._background: deque[QueuedImage] = deque()  # video frames
         self._reserved = 0
+        self._photo_answered = -math.inf  # when the last photo batch ended (monotonic)
         # Network input pixels queued, reserved and being run, and the measured seconds a
         # pixel costs (a moving average over batches): what deadline-aware admission uses.
         self._queued_pixels = self._reserved_pixels = self._running_pixels = 0
@@ -142,30 +153,32 @@ class Batcher:
     def start(self) -> None:
         self._thread.start()
 
-    @property
-    def waiting(self) -> bool:
-        """Whether images are queued or about to be (what lower-priority work yields to)."""
-        return bool(self._queue or self._reserved)
-
     def stop(self, timeout_s: float) -> None:
-        """Take no new work, finish what is queued, then end the worker."""
+        """Take no new work, finish the queued photos (frames are refused: their jobs run
+        again later), then end the worker."""
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
+        self._refuse(self._background, "the service stopped before this frame was run")
         self._thread.join(timeout_s)
 
     def refuse_queued(self) -> None:
         """Take no new work and answer everything still queued with :class:`ShuttingDown`."""
         with self._condition:
             self._stopping = True
-            refused = list(self._queue)
-            self._queue.clear()
             self._queued_pixels = 0
             self.metrics.queue_depth.set(0)
             self._condition.notify_all()
-        for job in refused:
+        for lane in (self._queue, self._background):
+            self._refuse(lane, "the service stopped before this image was run")
+
+    def _refuse(self, lane: deque[QueuedImage], why: str) -> None:
+        with self._condition:
+            refused = list(lane)
+            lane.clear()
+        for image in refused:
             self.metrics.cancelled.labels("stopping").inc()
-            job.resolve(error=errors.ShuttingDown("the service stopped before this image was run"))
+            image.resolve(error=errors.ShuttingDown(why))
 
     @contextmanager
     def reserve(self, count: int, pixels: int, deadline: float) -> Iterator[Reservation]:
@@ -174,7 +187,7 @@ class Batcher:
         when the queue is full or when the work ahead of it, at the measured speed, would
         not leave it time to finish by ``deadline`` (``time.monotonic()``); or
         :class:`~service.errors.ShuttingDown`. Room not used by :meth:`submit` is given back
-        on exit."""
+        on exit. Frames wait while room is reserved."""
         with self._condition:
             if self._stopping:
                 raise errors.ShuttingDown("the service is shutting down")
@@ -201,6 +214,7 @@ class Batcher:
             with self._condition:
                 self._reserved -= reservation.count
                 self._reserved_pixels -= reservation.pixels
+                self._condition.notify()  # frames may go, if this was the last photo
 
     def submit(
         self,
@@ -209,37 +223,70 @@ class Batcher:
         items: list[PreparedImage],
         options: PostprocessOptions,
         ticket: Ticket,
-    ) -> list[asyncio.Future]:
-        """Queue a request's images into the room it reserved."""
-        loop = asyncio.get_running_loop()
-        jobs = [Job(model, item, options, ticket, loop.create_future(), loop) for item in items]
+    ) -> list[Future]:
+        """Queue a request's photos into the room it reserved."""
+        queued = [QueuedImage(model, item, options, ticket) for item in items]
         with self._condition:
             if self._stopping:
                 raise errors.ShuttingDown("the service is shutting down")
-            if len(jobs) > reservation.count:
-                raise ValueError(f"{len(jobs)} images for a reservation of {reservation.count}")
+            if len(queued) > reservation.count:
+                raise ValueError(f"{len(queued)} images for a reservation of {reservation.count}")
             pixels = sum(item.plan.input_pixels for item in items)
-            reservation.count -= len(jobs)
+            reservation.count -= len(queued)
             reservation.pixels -= pixels
-            self._reserved -= len(jobs)
+            self._reserved -= len(queued)
             self._reserved_pixels -= pixels
             self._queued_pixels += pixels
-            self._queue.extend(jobs)
+            self._queue.extend(queued)
             self.metrics.queue_depth.set(len(self._queue))
             self._condition.notify()
-        return [job.future for job in jobs]
+        return [image.future for image in queued]
 
-    def _next_batch(self) -> list[Job] | None:
-        """The next batch; None once stopping, and an empty one when the worker has been
-        idle long enough to release memory (outside the lock: submits are not held up)."""
+    def run_background(
+        self,
+        model: LoadedModel,
+        items: Sequence[PreparedImage],
+        options: Sequence[PostprocessOptions],
+    ) -> list[np.ndarray]:
+        """Faces of each video frame, run in the background lane (photos overtake them);
+        blocks the calling job thread until they are found. :class:`ShuttingDown` when the
+        service stops first."""
+        ticket = Ticket(deadline=math.inf)
+        queued = [
+            QueuedImage(model, item, option, ticket, background=True)
+            for item, option in zip(items, options, strict=True)
+        ]
+        with self._condition:
+            if self._stopping:
+                raise errors.ShuttingDown("the service is shutting down")
+            self._background.extend(queued)
+            self._condition.notify()
+        return [image.future.result() for image in queued]
+
+    def _frames_wait_s(self) -> float | None:
+        """How long frames must still wait for photos: None while photos are queued or being
+        decoded (a notify wakes the worker), else what is left of the grace after the last
+        photo."""
+        if self._queue or self._reserved:
+            return None
+        return self._photo_answered + PHOTO_GRACE_S - time.monotonic()
+
+    def _next_batch(self) -> list[QueuedImage] | None:
+        """The next batch: photos first, else one forward pass of frames; None once stopping,
+        and an empty one when the worker has been idle long enough to release memory
+        (outside the lock: submits are not held up)."""
         with self._condition:
             while not self._queue:
                 if self._stopping:
                     return None
+                frames_wait = self._frames_wait_s() if self._background else None
+                if frames_wait is not None and frames_wait <= 0:
+                    return self._take_frames()
                 due_in = self.memory.due_in()
                 if due_in == 0:
                     return []
-                self._condition.wait(due_in)
+                waits = [w for w in (due_in, frames_wait) if w is not None]
+                self._condition.wait(min(waits) if waits else None)
             fill_until = time.monotonic() + self.max_batch_delay_s
             while len(self._queue) < self.max_batch_size and not self._stopping:
                 remaining = fill_until - time.monotonic()
@@ -249,10 +296,24 @@ class Batcher:
             batch = [
                 self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))
             ]
-            self._running_pixels = sum(job.item.plan.input_pixels for job in batch)
+            self._running_pixels = sum(image.item.plan.input_pixels for image in batch)
             self._queued_pixels -= self._running_pixels
             self.metrics.queue_depth.set(len(self._queue))
             return batch
+
+    def _take_frames(self) -> list[QueuedImage]:
+        """The oldest frame and those after it that share its model and shape, as many as one
+        forward pass holds (called with the lock held)."""
+        first = self._background[0]
+        room = first.model.detector.images_per_pass(first.item.input_shape)
+        batch = []
+        while self._background and len(batch) < room:
+            image = self._background[0]
+            if image.model is not first.model or image.item.input_shape != first.item.input_shape:
+                break
+            batch.append(self._background.popleft())
+        self._running_pixels = sum(image.item.plan.input_pixels for image in batch)
+        return batch
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -264,11 +325,13 @@ class Batcher:
                 self._run(batch)
             except Exception as error:  # keep serving whatever one batch did
                 log.exception("batch failed")
-                for job in batch:
-                    job.resolve(error=error)
+                for image in batch:
+                    image.resolve(error=error)
             finally:
                 with self._condition:
                     self._running_pixels = 0
+                    if not batch[0].background:
+                        self._photo_answered = time.monotonic()
 
     def _measured(self, seconds_per_pixel: float) -> None:
         """Fold one batch's speed into the moving average admission estimates with."""
@@ -277,35 +340,37 @@ class Batcher:
             seconds_per_pixel if previous is None else 0.8 * previous + 0.2 * seconds_per_pixel
         )
 
-    def _run(self, batch: list[Job]) -> None:
+    def _run(self, batch: list[QueuedImage]) -> None:
         now = time.monotonic()
-        groups: dict[tuple[int, tuple[int, int]], list[Job]] = defaultdict(list)
-        for job in batch:
-            if job.ticket.cancelled:
-                self.metrics.cancelled.labels(job.ticket.cancelled).inc()
-                job.resolve(error=errors.ClientClosed(job.ticket.cancelled))
-            elif now > job.ticket.deadline:
+        groups: dict[tuple[int, tuple[int, int]], list[QueuedImage]] = defaultdict(list)
+        for image in batch:
+            if image.ticket.cancelled:
+                self.metrics.cancelled.labels(image.ticket.cancelled).inc()
+                image.resolve(error=errors.ClientClosed(image.ticket.cancelled))
+            elif now > image.ticket.deadline:
                 self.metrics.cancelled.labels("deadline").inc()
-                job.resolve(error=errors.DeadlineExceeded("deadline passed while queued"))
+                image.resolve(error=errors.DeadlineExceeded("deadline passed while queued"))
             else:
-                self.metrics.queue_wait.labels(job.model.name).observe(now - job.enqueued_at)
-                groups[(id(job.model.detector), job.item.input_shape)].append(job)
-        for jobs in groups.values():
-            model = jobs[0].model
+                self.metrics.queue_wait.labels(image.model.name).observe(now - image.enqueued_at)
+                groups[(id(image.model.detector), image.item.input_shape)].append(image)
+        for images in groups.values():
+            model = images[0].model
             started = time.monotonic()
             try:
-                results = model.detector.run([j.item for j in jobs], [j.options for j in jobs])
+                results = model.detector.run(
+                    [image.item for image in images], [image.options for image in images]
+                )
             except Exception as error:
                 log.exception("inference failed for model %s", model.name)
-                for job in jobs:
-                    job.resolve(error=error)
+                for image in images:
+                    image.resolve(error=error)
                 continue
             elapsed = time.monotonic() - started
-            self._measured(elapsed / (len(jobs) * jobs[0].item.plan.input_pixels))
-            self.memory.ran(model.detector, jobs[0].item.input_shape)
+            self._measured(elapsed / (len(images) * images[0].item.plan.input_pixels))
+            self.memory.ran(model.detector, images[0].item.input_shape)
             self.metrics.inference_duration.labels(model.name).observe(elapsed)
-            self.metrics.batch_size.labels(model.name).observe(len(jobs))
-            self.metrics.images.labels(model.name).inc(len(jobs))
-            for job, faces in zip(jobs, results, strict=True):
+            self.metrics.batch_size.labels(model.name).observe(len(images))
+            self.metrics.images.labels(model.name).inc(len(images))
+            for image, faces in zip(images, results, strict=True):
                 self.metrics.faces_per_image.labels(model.name).observe(len(faces))
-                job.resolve(faces)
+                image.resolve(faces)

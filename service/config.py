@@ -21,18 +21,24 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXTD_", env_file=None, extra="ignore")
 
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in containers)")
-    port: int = Field(8000, ge=0, le=65535)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error"
+    )
 
-    weights_dir: Path = Field(
-        _RUNTIME.weights_dir, description="every .pth and .safetensors checkpoint here is loaded"
+    weights_dir: Path | None = Field(
+        _RUNTIME.weights_dir,
+        description="every .pth and .safetensors checkpoint here is loaded, and the released "
+        "ones are pulled here when it has none (default: weights in EXTD_CACHE_DIR)",
     )
     weights_mirror: str | None = Field(
         _RUNTIME.weights_mirror, description=help_text(RuntimeOptions, "weights_mirror")
     )
     cache_dir: Path = Field(_RUNTIME.cache_dir, description=help_text(RuntimeOptions, "cache_dir"))
     calibration_dir: Path | None = Field(
-        _RUNTIME.calibration_dir, description=help_text(RuntimeOptions, "calibration_dir")
+        _RUNTIME.calibration_dir,
+        description=help_text(RuntimeOptions, "calibration_dir")
+        + " (default: the licence-clean photos shipped in model/calibration)",
     )
     calibration_images: int = Field(
         _RUNTIME.calibration_images,
@@ -51,7 +57,9 @@ class Settings(BaseSettings):
     watch_weights: bool = Field(
         True, description="load new or changed checkpoints without a restart"
     )
-    watch_interval_s: float = Field(2.0, gt=0)
+    watch_interval_s: float = Field(
+        2.0, gt=0, description="how often the weights folder is scanned, in seconds"
+    )
     web_ui: bool = Field(True, description="serve the try-it page at /")
     admin_token: SecretStr | None = Field(
         None, description="bearer token for /v1/admin endpoints (disabled when unset)"
@@ -115,7 +123,9 @@ class Settings(BaseSettings):
         "deadline a request may ask for",
     )
 
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="larger images are refused before decoding"
     )
@@ -136,11 +146,39 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         32 * 1024, ge=1024, description="request headers together, at most; beyond, 431"
     )
-    max_images_per_request: int = Field(16, ge=1)
+    max_images_per_request: int = Field(16, ge=1, description="images in one request at most")
 
     jobs_dir: Path = Field(
         Path("jobs"),
-        description="video jobs: uploads, state and results (replicas may share it)",
+        description="video jobs' uploads and results (a shared volume when several processes "
+        "serve), and the embedded queue's SQLite file when EXTD_QUEUE_URL is unset",
+    )
+    queue_url: str | None = Field(
+        None,
+        pattern=r"^rediss?://",
+        description="the video jobs' queue and their state in Redis (redis://host:port/db); "
+        "unset: an embedded SQLite queue under EXTD_JOBS_DIR, for one machine",
+    )
+    job_workers: int = Field(
+        1,
+        ge=0,
+        description="video jobs this process runs at once (0: API only; `python -m service "
+        "worker` runs jobs without HTTP)",
+    )
+    max_queued_jobs: int = Field(
+        20, ge=1, description="video jobs waiting to run at most; beyond, 429 too_many_jobs"
+    )
+    job_max_attempts: int = Field(
+        3,
+        ge=1,
+        description="runs a video job gets when its worker dies under it (killed, out of "
+        "memory); then it fails",
+    )
+    job_lease_s: float = Field(
+        30.0,
+        ge=2,
+        description="a running video job whose worker has not reported for this long is "
+        "given to another worker",
     )
     job_retention_s: float = Field(
         24 * 3600.0, gt=0, description="finished video jobs are removed this long after"
@@ -152,11 +190,19 @@ class Settings(BaseSettings):
         600.0, gt=0, description="longer videos get 413 (read from the container)"
     )
 
+    http_workers: int = Field(
+        1,
+        ge=1,
+        description="HTTP processes in front of one inference process that owns the models "
+        "and the batcher (for a GPU host); 1: one process does both",
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="intra-op threads (default: all cores)"
     )
     decode_threads: int = Field(
-        default_factory=lambda: min(8, os.cpu_count() or 1), ge=1, description="image decoding pool"
+        default_factory=lambda: min(8, os.cpu_count() or 1),
+        ge=1,
+        description="image decoding processes (default: the cores, at most 8)",
     )
 
     def runtime(self) -> RuntimeOptions:
@@ -169,6 +215,12 @@ class Settings(BaseSettings):
             calibration_images=self.calibration_images,
             tune_allocator=self.tune_allocator,
         )
+
+    @model_validator(mode="after")
+    def _weights_folder(self) -> Settings:
+        """The folder the model package resolves registry names in, whatever the default."""
+        self.weights_dir = self.runtime().weights_folder
+        return self
 
     @model_validator(mode="after")
     def _deadlines_fit_the_drain(self) -> Settings:

@@ -44,14 +44,18 @@ class DecodersStopped(Exception):
 
 
 def _serve(connection: Connection) -> None:
-    """A worker's loop: ``(data, at_least, max_pixels)`` in, pixels or an ImageError out."""
+    """A worker's loop: ``(data, at_least, max_pixels, keep_alpha)`` in, pixels or an
+    ImageError out."""
     while True:
         try:
-            data, at_least, max_pixels = connection.recv()
+            data, at_least, max_pixels, keep_alpha = connection.recv()
         except EOFError:
             return
         try:
-            connection.send(open_image(data, max_pixels=max_pixels, at_least=at_least))
+            pixels = open_image(
+                data, max_pixels=max_pixels, at_least=at_least, keep_alpha=keep_alpha
+            )
+            connection.send(pixels)
         except ImageError as error:
             connection.send(error)
 
@@ -87,10 +91,17 @@ class DecoderPool:
             self._idle.put(_Worker.start())
 
     def decode(
-        self, data: bytes, *, at_least: Size | None, max_pixels: int | None, deadline: float
+        self,
+        data: bytes,
+        *,
+        at_least: Size | None,
+        max_pixels: int | None,
+        deadline: float,
+        keep_alpha: bool = False,
     ) -> np.ndarray:
-        """The upright RGB pixels (:func:`model.images.open_image`), or :class:`DecodeTimeout`
-        once ``deadline`` (``time.monotonic()``) passes, waiting for a worker included."""
+        """The upright RGB (or RGBA) pixels (:func:`model.images.open_image`), or
+        :class:`DecodeTimeout` once ``deadline`` (``time.monotonic()``) passes, waiting for a
+        worker included."""
         try:
             worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty as error:
@@ -104,7 +115,7 @@ class DecoderPool:
             self._busy.add(worker)
         replace = False
         try:
-            worker.connection.send((data, at_least, max_pixels))
+            worker.connection.send((data, at_least, max_pixels, keep_alpha))
             if not worker.connection.poll(max(0.0, deadline - time.monotonic())):
                 replace = True
                 raise DecodeTimeout("decoding did not finish before the deadline", killed=True)

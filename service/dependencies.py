@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.auth import ApiKeys, FailureThrottle, retry_after
 from service.config import Settings
-from service.jobs import JobStore
+from service.jobs.store import JobStore
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.pipeline import Pipeline

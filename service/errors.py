@@ -79,9 +79,26 @@ class VideoTooLong(Refusal):
     """A video longer than the duration limit."""
 
 
+class VideoFrameTooLarge(Refusal):
+    """A video whose frames are over the pixel limit of photos."""
+
+
 class JobNotFound(Refusal):
     """No such job (or not one of this API key's)."""
 
 
 class JobNotFinished(Refusal):
     """The job's result was asked for before it was done."""
+
+
+class TooManyJobs(Refusal):
+    """As many video jobs wait as the service queues."""
+
+
+class QueueUnavailable(Refusal):
+    """The jobs' queue (Redis, or the SQLite file) cannot be reached."""
+
+
+class InferenceUnavailable(Refusal):
+    """The inference process of the several-process layout is not ready or cannot be
+    reached (starting, restarting)."""

@@ -7,6 +7,7 @@ counters.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -18,6 +19,7 @@ from prometheus_client import (
     disable_created_metrics,
     gc_collector,
     generate_latest,
+    multiprocess,
     platform_collector,
     process_collector,
 )
@@ -171,4 +173,10 @@ class Metrics:
             family.labels(model)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """This process's metrics; in the several-process layout, every process's values added
+        up (the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` for them all)."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        together = CollectorRegistry()
+        multiprocess.MultiProcessCollector(together)
+        return generate_latest(together), CONTENT_TYPE_LATEST

@@ -15,10 +15,12 @@ from typing import TypeVar
 
 import numpy as np
 
+from model.detector import Protocol
 from model.errors import ImageError, ImageTooLargeError, TooManyScansError
-from model.images import Size, read_header
+from model.images import ImageHeader, Size, read_header
 from model.inputs import InputPlan, PreparedImage, prepare
 from model.options import PostprocessOptions, ScalePolicy
+from model.paper_protocol import merge_found, paper_passes
 from service import errors
 from service.batching import Batcher, Ticket
 from service.config import Settings
@@ -32,9 +34,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Detection:
-    """A request's answer: per image, its plan, its decoded pixels and its faces."""
+    """A request's answer: per image, its header, its plan, its decoded pixels and its faces."""
 
     model: LoadedModel
+    headers: list[ImageHeader]
     items: list[PreparedImage]  # pixels smaller than the plan's size unless full_size
     faces: list[np.ndarray]
     timings_ms: dict[str, float]
@@ -74,18 +77,25 @@ class Pipeline:
             return errors.TooManyScans(detail, index=index)
         return errors.UnsupportedImage(detail, index=index)
 
-    def plan(
-        self, payloads: list[bytes], model: LoadedModel, policy: ScalePolicy
-    ) -> list[InputPlan]:
-        """Refuse, from the headers and the parameters alone, what would cost too much: an
-        image over the decoded or network-input pixel limits, or a request over its total.
-        Reads headers only (a millisecond or so each); run it off the event loop."""
-        settings, total, plans = self.settings, 0, []
+    def read_headers(self, payloads: list[bytes]) -> list[ImageHeader]:
+        """Each image's header, refusing one that is not a still image or is over the decoded
+        pixel limit. No pixel is decoded (a millisecond or so each); run it off the event
+        loop."""
+        headers = []
         for index, data in enumerate(payloads):
             try:
-                header = read_header(data, max_pixels=settings.max_image_pixels)
+                headers.append(read_header(data, max_pixels=self.settings.max_image_pixels))
             except ImageError as error:
                 raise self._image_error(index, error) from error
+        return headers
+
+    def plan(
+        self, headers: list[ImageHeader], model: LoadedModel, policy: ScalePolicy
+    ) -> list[InputPlan]:
+        """Refuse, from the headers and the parameters alone, what would cost too much: an
+        image over the network-input pixel limit, or a request over its total."""
+        settings, total, plans = self.settings, 0, []
+        for index, header in enumerate(headers):
             total += header.width * header.height
             plan = model.detector.plan(header.size, policy)
             plans.append(plan)
@@ -106,6 +116,15 @@ class Pipeline:
             )
         return plans
 
+    def _paper_plans(self, headers: list[ImageHeader], model: LoadedModel) -> list[InputPlan]:
+        """The input of every pass of the paper protocol over these images (each within the
+        paper's area bound, so within any sane ``max_input_pixels``)."""
+        return [
+            model.detector.plan(header.size, ScalePolicy(scale=p.scale))
+            for header in headers
+            for p in paper_passes(*header.size)
+        ]
+
     def decode_one(
         self, index: int, data: bytes, plan: InputPlan, ticket: Ticket, full_size: bool = False
     ) -> PreparedImage:
@@ -120,6 +139,7 @@ class Pipeline:
                 at_least=None if full_size else plan.resized,
                 max_pixels=self.settings.max_image_pixels,
                 deadline=ticket.deadline,
+                keep_alpha=full_size,
             )
         except ImageError as error:
             raise self._image_error(index, error) from error
@@ -152,18 +172,25 @@ class Pipeline:
         timeout_ms: int | None,
         is_disconnected: Callable[[], Awaitable[bool]],
         full_size: bool = False,
+        protocol: Protocol = "single",
     ) -> Detection:
         """Plan, reserve queue room, decode, queue and wait; refusals come first and cheap.
 
         Images are decoded only as large as the network needs them, unless
-        ``full_size`` (to draw on them or hide their faces).
+        ``full_size`` (to draw on them or hide their faces: with their alpha, if any).
+        With the ``paper`` protocol each of an image's passes (several scales and a flip)
+        goes through the batcher as an image of its own, and their faces are merged by box
+        voting, a face only one pass found kept (the faces to hide, not the AP's rule).
         """
         started = time.perf_counter()
         ticket = self._ticket(timeout_ms)
-        plans = await asyncio.to_thread(self.plan, payloads, model, policy)
+        headers = await asyncio.to_thread(self.read_headers, payloads)
+        plans = self.plan(headers, model, policy)
         loop = asyncio.get_running_loop()
-        pixels = sum(plan.input_pixels for plan in plans)
-        with self.batcher.reserve(len(payloads), pixels, ticket.deadline) as reservation:
+        runs = plans if protocol == "single" else self._paper_plans(headers, model)
+        full_size = full_size or protocol == "paper"  # the passes enlarge the image
+        pixels = sum(plan.input_pixels for plan in runs)
+        with self.batcher.reserve(len(runs), pixels, ticket.deadline) as reservation:
             decoding = [
                 loop.run_in_executor(
                     self.decode_pool, self.decode_one, i, data, plan, ticket, full_size
@@ -176,15 +203,28 @@ class Pipeline:
                     raise outcome
             items: list[PreparedImage] = list(outcomes)  # type: ignore[arg-type]
             decoded = time.perf_counter()
-            futures = self.batcher.submit(reservation, model, items, options, ticket)
-        faces = await self._wait(futures, ticket, is_disconnected)
+            queued = items
+            if protocol == "paper":
+                planned = [model.detector.paper_items(item.pixels.numpy()) for item in items]
+                queued = [image for _, passes in planned for image in passes]
+            futures = self.batcher.submit(reservation, model, queued, options, ticket)
+        faces = await self._wait([asyncio.wrap_future(f) for f in futures], ticket, is_disconnected)
+        if protocol == "paper":
+            found = iter(faces)
+            faces = [
+                merge_found(
+                    [next(found) for _ in passes], passes, options.max_faces, keep_single=True
+                )
+                for passes, _ in planned
+            ]
         done = time.perf_counter()
         timings = {
             "decode": (decoded - started) * 1000,
             "detect": (done - decoded) * 1000,
             "total": (done - started) * 1000,
         }
-        return Detection(model, items, faces, {k: round(v, 2) for k, v in timings.items()})
+        timings = {k: round(v, 2) for k, v in (timings | _stages(queued, timings)).items()}
+        return Detection(model, headers, items, faces, timings)
 
     async def _wait(
         self,
@@ -216,14 +256,25 @@ class Pipeline:
         off the event loop, within the bounded threads decoding has."""
         return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work, *args)
 
-    def abandon_decoding(self) -> None:
-        """Stop the decoders: what they still decode is answered ``shutting_down`` (the drain's
-        time is up)."""
+    def abandon(self) -> None:
+        """The drain's time is up: what is still queued or decoding is answered
+        ``shutting_down``."""
+        self.batcher.refuse_queued()
         self.decoders.close()
 
     def close(self) -> None:
         self.decoders.close()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stages(items: list[PreparedImage], timings: dict[str, float]) -> dict[str, float]:
+    """What ``detect`` was made of: the forward pass's stages (the longest of the request's
+    passes, where its images ran in several) and the rest, the wait for the batcher."""
+    stages = {
+        stage: max(item.timings_ms.get(stage, 0.0) for item in items)
+        for stage in ("resize", "network", "postprocess")
+    }
+    return {"queue": max(0.0, timings["detect"] - sum(stages.values())), **stages}
 
 
 def _deadline() -> errors.DeadlineExceeded:

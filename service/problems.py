@@ -48,15 +48,18 @@ ProblemCode = Literal[
     "not_found",
     "not_ready",
     "queue_full",
+    "queue_unavailable",
     "rate_limited",
     "request_too_large",
     "shutting_down",
     "too_many_images",
+    "too_many_jobs",
     "too_many_scans",
     "unauthorized",
     "unsupported_image",
     "unsupported_media_type",
     "unsupported_video",
+    "video_frame_too_large",
     "video_too_long",
 ]
 
@@ -106,8 +109,12 @@ REFUSALS: dict[type[errors.Refusal], Answer] = {
     errors.ClientClosed: Answer(499, "client_closed"),
     errors.UnsupportedVideo: Answer(415, "unsupported_video", "bad_video"),
     errors.VideoTooLong: Answer(413, "video_too_long", "video_too_long"),
+    errors.VideoFrameTooLarge: Answer(413, "video_frame_too_large", "video_frame_too_large"),
     errors.JobNotFound: Answer(404, "job_not_found"),
     errors.JobNotFinished: Answer(409, "job_not_finished"),
+    errors.TooManyJobs: Answer(429, "too_many_jobs", "too_many_jobs"),
+    errors.QueueUnavailable: Answer(503, "queue_unavailable", "queue_unavailable", 5),
+    errors.InferenceUnavailable: Answer(503, "not_ready", "not_ready", retry_after_s=1),
 }
 
 

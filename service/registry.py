@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,22 @@ from model.weights import DEFAULT_MODEL
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (PROJECT_SUFFIX, *RELEASE_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What the service says of a loaded model (``/v1/models``): plain values, so it crosses
+    processes."""
+
+    name: str
+    variant: str
+    parameters: int
+    source: str
+    sha256: str
+    file: str
+    backend: str
+    device: str
+    training: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,21 @@ class LoadedModel:
     @property
     def device(self) -> str:
         return str(self.detector.device)
+
+    @property
+    def description(self) -> ModelDescription:
+        checkpoint = self.detector.checkpoint
+        return ModelDescription(
+            name=self.name,
+            variant=self.variant,
+            parameters=self.parameters,
+            source=checkpoint.source,
+            sha256=self.sha256,
+            file=self.path.name,
+            backend=self.backend,
+            device=self.device,
+            training=checkpoint.training,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,6 +147,9 @@ class ModelRegistry:
 
     def all(self) -> list[LoadedModel]:
         return sorted(self._models.values(), key=lambda m: m.name)
+
+    def describe(self) -> list[ModelDescription]:
+        return [model.description for model in self.all()]
 
     @property
     def default_name(self) -> str | None:

@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from model.anonymize import MASK_SCALE_RANGE, METHODS, SHAPES, AnonymizeOptions, parse_color
+from model.anonymize import (
+    MASK_MARGIN_RANGE,
+    MASK_SCALE_RANGE,
+    METHODS,
+    SHAPES,
+    AnonymizeOptions,
+    parse_color,
+)
+from model.detector import Protocol
 from model.images import OUTPUT_FORMATS
 from model.options import PRIVACY, SERVING, PostprocessOptions, ScalePolicy, help_text
 from model.video import VideoOptions
@@ -83,6 +91,31 @@ def privacy_threshold() -> Any:
     )
 
 
+class PrivacyParams(BaseModel):
+    """What the routes that hide faces find them with: model.options.PRIVACY's thresholds and
+    the detection protocol."""
+
+    score_threshold: float = privacy_threshold()
+    small_face_threshold: float = Field(
+        PRIVACY.small_face_threshold,
+        ge=0.0,
+        lt=1.0,
+        description=help_text(PostprocessOptions, "small_face_threshold"),
+    )
+    small_face_size: int = Field(
+        PRIVACY.small_face_size,
+        ge=1,
+        le=4096,
+        description=help_text(PostprocessOptions, "small_face_size"),
+    )
+    protocol: Protocol = Field(
+        "single",
+        description="single: one pass at the photo's size; paper: the paper's test protocol, "
+        "several scales and a flip merged by box voting: more small faces hidden, about 5 "
+        "times the time (docs/anonymization.md)",
+    )
+
+
 class HidingParams(BaseModel):
     """How faces are hidden (``/v1/anonymize`` and video jobs)."""
 
@@ -98,6 +131,12 @@ class HidingParams(BaseModel):
         le=MASK_SCALE_RANGE[1],
         description=help_text(AnonymizeOptions, "mask_scale"),
     )
+    mask_margin: float = Field(
+        _ANONYMIZE.mask_margin,
+        ge=MASK_MARGIN_RANGE[0],
+        le=MASK_MARGIN_RANGE[1],
+        description=help_text(AnonymizeOptions, "mask_margin"),
+    )
     color: str = Field(_ANONYMIZE.color, description=help_text(AnonymizeOptions, "color"))
 
     @field_validator("color")
@@ -107,12 +146,18 @@ class HidingParams(BaseModel):
         return value
 
     def anonymize_options(self) -> AnonymizeOptions:
-        return AnonymizeOptions(self.method, self.shape, self.mask_scale, self.color)
+        return AnonymizeOptions(
+            method=self.method,
+            shape=self.shape,
+            mask_scale=self.mask_scale,
+            mask_margin=self.mask_margin,
+            color=self.color,
+        )
 
 
-class AnonymizeParams(HidingParams, DetectParams):
-    """Query parameters of ``/v1/anonymize``: detection's, with a threshold for privacy, and
-    how faces are hidden."""
+class AnonymizeParams(HidingParams, PrivacyParams, DetectParams):
+    """Query parameters of ``/v1/anonymize``: detection's, with the thresholds for privacy,
+    the protocol, and how faces are hidden."""
 
     score_threshold: float = privacy_threshold()
     format: Literal[tuple(OUTPUT_FORMATS)] | None = Field(  # type: ignore[valid-type]
@@ -124,8 +169,17 @@ class AnonymizeParams(HidingParams, DetectParams):
         "by default no metadata is written",
     )
 
+    def options(self) -> PostprocessOptions:
+        return PostprocessOptions(
+            self.score_threshold,
+            self.nms_iou,
+            self.max_faces,
+            small_face_threshold=self.small_face_threshold,
+            small_face_size=self.small_face_size,
+        )
 
-class VideoParams(HidingParams):
+
+class VideoParams(HidingParams, PrivacyParams):
     """Query parameters of ``POST /v1/jobs/anonymize``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -133,7 +187,6 @@ class VideoParams(HidingParams):
     model: str | None = Field(
         None, description="a loaded model's name (default: the configured one)"
     )
-    score_threshold: float = privacy_threshold()
     min_face: int | None = Field(
         None, ge=0, le=8192, description=help_text(ScalePolicy, "min_face") + "; 0: every face"
     )
@@ -148,7 +201,13 @@ class VideoParams(HidingParams):
         min_face = default_min_face if self.min_face is None else self.min_face
         return {
             "model": model,
-            "detection": {"score_threshold": self.score_threshold, "max_faces": 0},
+            "detection": {
+                "score_threshold": self.score_threshold,
+                "small_face_threshold": self.small_face_threshold,
+                "small_face_size": self.small_face_size,
+                "max_faces": 0,
+            },
+            "protocol": self.protocol,
             "policy": {"min_face": min_face or None},
             "hiding": asdict(self.anonymize_options()),
             "video": {"hold": self.hold, "codec": self.codec, "crf": self.crf},
@@ -164,6 +223,13 @@ class JobStatus(BaseModel):
     frames_done: int
     frames_total: int
     error: str | None = Field(None, description="why it failed")
+    error_code: str | None = Field(
+        None,
+        description="a stable name for why it failed: video_too_long, video_frame_too_large, "
+        "unsupported_video (not a video, corrupt or truncated), worker_lost (its worker "
+        "stopped job_max_attempts times), internal",
+    )
+    attempts: int = Field(description="runs started (a run cut short by a stop is not counted)")
     created: float = Field(description="Unix time")
     updated: float
     result: str | None = Field(None, description="the path of the video, once done")
@@ -189,7 +255,10 @@ class DetectResponse(BaseModel):
     model: str
     results: list[ImageResult]
     parameters: dict[str, Any] = Field(description="the effective parameters of the request")
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float] = Field(
+        description="milliseconds per stage: upload, decode, detect (queue, resize, network, "
+        "postprocess), total (decode and detect), json"
+    )
 
 
 class AnonymizeResponse(BaseModel):

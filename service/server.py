@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from types import FrameType
 
 import h11
@@ -102,8 +103,7 @@ class DrainingServer(uvicorn.Server):
         if not await self.lifecycle.drain(self.settings.drain_timeout_s):
             # Out of time: what still waits is answered 503 shutting_down, never dropped.
             if self.state.pipeline is not None:
-                self.state.pipeline.batcher.refuse_queued()
-                self.state.pipeline.abandon_decoding()
+                self.state.pipeline.abandon()
             await self.lifecycle.drain(SETTLE_S)
         self.should_exit = True
 
@@ -113,8 +113,15 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(settings: Settings) -> int:
-    """Serve until stopped; the process's exit status."""
-    app = create_app(settings)
-    DrainingServer(app, settings).run()
+def serve(
+    settings: Settings,
+    *,
+    listening: socket.socket | None = None,
+    inference_socket: str | None = None,
+) -> int:
+    """Serve until stopped; the process's exit status. An HTTP worker of the several-process
+    layout serves on the supervisor's ``listening`` socket, its models in the inference
+    process at ``inference_socket``."""
+    app = create_app(settings, inference_socket=inference_socket)
+    DrainingServer(app, settings).run(sockets=[listening] if listening else None)
     return STARTUP_FAILED if service_state(app).lifecycle.failure else 0

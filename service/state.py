@@ -12,10 +12,11 @@ from starlette.applications import Starlette
 
 from service.auth import ApiKeys, FailureThrottle
 from service.config import Settings
-from service.jobs import JobStore
+from service.jobs.store import JobStore
 from service.lifecycle import Lifecycle
 from service.metrics import Metrics
 from service.pipeline import Pipeline
+from service.remote import RemotePipeline
 
 
 @dataclass
@@ -25,8 +26,11 @@ class ServiceState:
     lifecycle: Lifecycle
     api_keys: ApiKeys
     failures: FailureThrottle
-    pipeline: Pipeline | None = None  # set once the worker runs (lifespan start)
-    jobs: JobStore | None = None  # set with the pipeline
+    # The inference process's socket, in an HTTP worker of the several-process layout.
+    inference_socket: str | None = None
+    # Set once the worker runs (lifespan start); a RemotePipeline in an HTTP worker.
+    pipeline: Pipeline | RemotePipeline | None = None
+    jobs: JobStore | None = None  # set once the models are ready
 
 
 def service_state(app: Starlette) -> ServiceState:

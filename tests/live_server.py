@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import FAST_FP32
 
+from model.options import RuntimeOptions
 from model.weights import pull
 from tools.launcher import RunningServer, launch
 
@@ -35,5 +36,5 @@ def wait_until(condition, timeout_s: float = 60) -> bool:
 
 def weights_folder(folder: Path, mirror: Path, names: list[str]) -> Path:
     """A weights folder holding only ``names``, pulled from the local mirror."""
-    pull(names, directory=folder / "weights", mirror=str(mirror))
+    pull(names, runtime=RuntimeOptions(weights_dir=folder / "weights", weights_mirror=str(mirror)))
     return folder / "weights"

@@ -1,4 +1,4 @@
-"""Start ``python -m service`` in a subprocess and wait until it is ready.
+"""Start ``python -m service`` (or its job worker) in a subprocess and wait until it is ready.
 
 Used by the tests, the benchmarks and the smoke script: they all run the
 same command the container runs, on 127.0.0.1.
@@ -49,9 +49,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(folder: Path, env: dict[str, str] | None = None) -> RunningServer:
-    """Start the service with ``EXTD_*`` settings ``env``, without waiting for it;
-    logs go to ``folder/server.log``."""
+def start(folder: Path, env: dict[str, str] | None = None, *, role: str = "api") -> RunningServer:
+    """Start the service (``role`` ``worker``: its job worker, which has no URL) with
+    ``EXTD_*`` settings ``env``, without waiting for it; logs go to ``folder/server.log``."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = folder / "server.log"
@@ -59,11 +59,12 @@ def start(folder: Path, env: dict[str, str] | None = None) -> RunningServer:
         "EXTD_HOST": "127.0.0.1",
         "EXTD_PORT": str(port),
         "EXTD_WEIGHTS_DIR": str(folder / "weights"),
+        "EXTD_JOBS_DIR": str(folder / "jobs"),
         **(env or {}),
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
+            [sys.executable, "-m", "service", role],
             env={**os.environ, **settings},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -96,3 +97,17 @@ def launch(
 ) -> RunningServer:
     """Start the service and wait until it is ready."""
     return wait_ready(start(folder, env), timeout_s)
+
+
+def launch_worker(
+    folder: Path, env: dict[str, str] | None = None, *, timeout_s: float = 180
+) -> RunningServer:
+    """Start ``python -m service worker`` and wait until it takes jobs."""
+    worker = start(folder, env, role="worker")
+    deadline = time.monotonic() + timeout_s
+    while "running video jobs" not in worker.log():
+        if worker.process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"worker did not start:\n{worker.log()[-3000:]}")
+        time.sleep(0.2)
+    return worker

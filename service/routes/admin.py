@@ -31,5 +31,5 @@ async def reload_models(registry: RegistryDep) -> ReloadResponse:
         loaded=report.loaded,
         refused=report.refused,
         removed=report.removed,
-        models=[m.name for m in registry.all()],
+        models=[m.name for m in registry.describe()],
     )

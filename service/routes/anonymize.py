@@ -1,4 +1,10 @@
-"""``/v1/anonymize``: the uploaded photo back with every face hidden."""
+"""``/v1/anonymize``: the uploaded photo back with every face hidden.
+
+A photo with transparency keeps its alpha channel unchanged in PNG and WebP,
+its faces hidden in the colour channels; what lies under alpha 0 was never
+shown and comes back as the background colour (white), which is also what a
+JPEG of it is flattened on (:mod:`model.images`).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,11 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 
 from model.anonymize import AnonymizeOptions, anonymize
-from model.images import MEDIA_TYPES, encode_image, output_format, read_header, upright_exif
-from service.dependencies import ApiKeyDep, PipelineDep
-from service.routes.detection import (
-    BASE64,
-    BINARY,
-    ERRORS,
-    faces_json,
-    read_images,
-    request_body,
-    run_detection,
-)
+from model.images import MEDIA_TYPES, ImageHeader, encode_image, output_format, upright_exif
+from model.inputs import PreparedImage
+from service.dependencies import ApiKeyDep, PipelineDep, SettingsDep
+from service.routes.openapi import BASE64, BINARY, ERRORS, request_body
+from service.routes.photos import faces_json, read_images, run_detection
 from service.schemas import AnonymizeParams, AnonymizeResponse
 
 router = APIRouter(tags=["anonymization"], dependencies=[ApiKeyDep])
@@ -32,17 +32,18 @@ JSON = "application/json"
 
 
 def _hidden(
-    upload: bytes,
-    pixels: np.ndarray,
+    header: ImageHeader,
+    item: PreparedImage,
     faces: np.ndarray,
     options: AnonymizeOptions,
     fmt: str | None,
     keep_metadata: bool,
 ) -> tuple[bytes, str]:
     """The photo with its faces hidden, encoded (pixel work: runs on the decode pool)."""
-    fmt = fmt or output_format(read_header(upload))
-    exif = upright_exif(upload) if keep_metadata else None
-    return encode_image(anonymize(pixels, faces, options), fmt, exif=exif), fmt
+    fmt = fmt or output_format(header)
+    exif = upright_exif(header) if keep_metadata else None
+    hidden = anonymize(item.pixels.numpy(), faces, options, input_scale=item.plan.scale)
+    return encode_image(hidden, fmt, alpha=item.alpha, exif=exif), fmt
 
 
 @router.post(
@@ -51,8 +52,9 @@ def _hidden(
         200: {
             "content": {media: {} for media in MEDIA_TYPES.values()}
             | {JSON: {"schema": AnonymizeResponse.model_json_schema()}},
-            "description": "the image, faces hidden, same size and orientation as displayed; "
-            "X-Faces says how many (or JSON with the faces, for Accept: application/json)",
+            "description": "the image, faces hidden, same size and orientation as displayed, "
+            "alpha kept (flattened on white for JPEG); X-Faces says how many (or JSON with the "
+            "faces, for Accept: application/json)",
         }
     }
     | ERRORS,
@@ -61,19 +63,25 @@ def _hidden(
     summary="Hide the faces of a photo",
 )
 async def anonymize_image(
-    request: Request, pipeline: PipelineDep, params: Annotated[AnonymizeParams, Query()]
+    request: Request,
+    pipeline: PipelineDep,
+    settings: SettingsDep,
+    params: Annotated[AnonymizeParams, Query()],
 ) -> Response:
-    """One image (multipart ``image``, or JSON ``{"image": base64}``). The answer is upright
-    (EXIF orientation applied) and carries no metadata unless ``keep_metadata``."""
+    """One still image (multipart ``image``, or JSON ``{"image": base64}``). The answer is
+    upright (EXIF orientation applied), keeps a transparent photo's alpha channel (in PNG or
+    WebP), and carries no metadata unless ``keep_metadata``. Animated images get 415."""
     pipeline.model(params.model)  # an unknown model is refused before the body is read
-    upload = await read_images(request, pipeline, field="image", max_count=1)
-    detection = await run_detection(request, pipeline, params, upload, full_size=True)
+    upload = await read_images(request, settings, field="image", max_count=1)
+    detection = await run_detection(
+        request, pipeline, settings, params, upload, full_size=True, protocol=params.protocol
+    )
     item, faces = detection.items[0], detection.faces[0]
     started = time.perf_counter()
     body, fmt = await pipeline.offload(
         _hidden,
-        upload.images[0],
-        item.pixels.numpy(),
+        detection.headers[0],
+        item,
         faces,
         params.anonymize_options(),
         params.format,

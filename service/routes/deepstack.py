@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.options import SERVING
-from service.dependencies import PipelineDep, StateDep, check_api_key, presented_key
+from service.dependencies import PipelineDep, SettingsDep, StateDep, check_api_key, presented_key
 from service.problems import ProblemError
-from service.routes.detection import BINARY, ERRORS, read_images, request_body, run_detection
+from service.routes.openapi import BINARY, ERRORS, request_body
+from service.routes.photos import read_images, run_detection
 from service.schemas import DeepStackFace, DeepStackResponse, DetectParams
 from service.uploads import read_form
 
@@ -76,11 +77,14 @@ def _min_confidence(text: str | None) -> float:
     openapi_extra=BODY,
 )
 async def deepstack_face(
-    request: Request, pipeline: PipelineDep, query: Annotated[DeepStackParams, Query()]
+    request: Request,
+    pipeline: PipelineDep,
+    settings: SettingsDep,
+    query: Annotated[DeepStackParams, Query()],
 ) -> DeepStackResponse:
     """Form field ``image`` (optional ``min_confidence``, ``api_key``)."""
     pipeline.model(query.model)
-    upload = await read_images(request, pipeline, field="image", max_count=1)
+    upload = await read_images(request, settings, field="image", max_count=1)
     unknown = sorted(set(upload.fields) - FIELDS)
     if unknown:
         raise ProblemError(
@@ -91,7 +95,7 @@ async def deepstack_face(
         score_threshold=_min_confidence(upload.fields.get("min_confidence")),
         clip=True,
     )
-    detection = await run_detection(request, pipeline, params, upload)
+    detection = await run_detection(request, pipeline, settings, params, upload)
     (height, width), faces = detection.sizes[0], detection.faces[0]
     boxes = np.clip(np.rint(faces[:, :4]), 0, [width - 1, height - 1, width - 1, height - 1])
     predictions = [

@@ -39,8 +39,7 @@ async def readyz(state: StateDep) -> dict[str, object]:
             headers=RETRY,
             reason=lifecycle.phase,
         )
-    registry = state.pipeline.registry
-    return {"status": "ready", "models": [m.name for m in registry.all()]}
+    return {"status": "ready", "models": [m.name for m in state.pipeline.registry.describe()]}
 
 
 @router.get(

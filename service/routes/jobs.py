@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
 from model.errors import ExtdError
-from model.video import VIDEO_SUFFIXES, VideoInfo, probe
+from model.video import FrameTooLargeError, VideoLimits, VideoTooLongError, probe
 from service import errors
+from service.components import video_limits
 from service.dependencies import JobsDep, KeyNameDep, PipelineDep, SettingsDep
-from service.jobs import Job, JobStore
+from service.jobs.store import STORE_ERRORS, JobRecord, JobStore
 from service.problems import ProblemError
-from service.routes.detection import BINARY, request_body
+from service.routes.openapi import BINARY, request_body
 from service.schemas import JobStatus, VideoParams, problem_responses
 from service.uploads import read_form
 
@@ -33,18 +35,27 @@ MEDIA_TYPES = {
     ".webm": "video/webm",
     ".avi": "video/x-msvideo",
 }
-# FFmpeg's names of containers -> the file suffix a result is written with.
-_CONTAINERS = {"mp4": ".mp4", "mov": ".mov", "matroska": ".mkv", "webm": ".webm", "avi": ".avi"}
 JOB_ERRORS = problem_responses(
     {
         401: "missing or wrong API key (when keys are configured)",
         404: "no such job (or another key's)",
-        503: "not ready yet, or shutting down (see Retry-After)",
+        503: "not ready, shutting down, or the jobs' queue is unreachable (see Retry-After)",
     }
 )
+T = TypeVar("T")
 
 
-def status(request: Request, job: Job) -> JobStatus:
+async def _in_store(call: Callable[..., T], *args: object) -> T:
+    """A call to the jobs' store, off the event loop; an unreachable store is a 503."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except STORE_ERRORS as error:
+        raise errors.QueueUnavailable(
+            f"the jobs' queue cannot be reached ({type(error).__name__}): try again shortly"
+        ) from error
+
+
+def status(request: Request, job: JobRecord) -> JobStatus:
     """The job as answered; its URLs are paths, right behind any proxy."""
     result = request.url_for("job_result", job_id=job.id).path if job.state == "done" else None
     return JobStatus(
@@ -54,6 +65,8 @@ def status(request: Request, job: Job) -> JobStatus:
         frames_done=job.frames_done,
         frames_total=job.frames_total,
         error=job.error,
+        error_code=job.error_code,
+        attempts=job.attempts,
         created=job.created,
         updated=job.updated,
         result=result,
@@ -61,38 +74,26 @@ def status(request: Request, job: Job) -> JobStatus:
     )
 
 
-def _suffix(filename: str | None, info: VideoInfo) -> str:
-    """The upload's own suffix, else the one of its container."""
-    suffix = Path(filename or "").suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
-        return suffix
-    for name in info.container.split(","):
-        if name in _CONTAINERS:
-            return _CONTAINERS[name]
-    raise errors.UnsupportedVideo(f"a {info.container} container is not supported")
-
-
-def _checked(upload: Path, filename: str | None, max_seconds: float) -> str:
-    """Probe the upload (a thread's work): its suffix, or a refusal (the file is removed)."""
+def _checked(upload: Path, filename: str | None, limits: VideoLimits) -> str:
+    """Probe the upload (a thread's work): the suffix its result is written with, or a
+    refusal. Its container comes from its bytes; the limits are checked again while it is
+    decoded, whatever its header says."""
     try:
-        info = probe(upload)
-        if info.duration_s > max_seconds:
-            raise errors.VideoTooLong(
-                f"the video lasts {info.duration_s:.0f} s, over the limit of {max_seconds:.0f} s "
-                "(EXTD_MAX_VIDEO_SECONDS)",
-                limit=round(max_seconds),
-            )
-        return _suffix(filename, info)
+        return probe(upload, limits).suffix(filename)
+    except VideoTooLongError as error:
+        raise errors.VideoTooLong(
+            f"{error} (EXTD_MAX_VIDEO_SECONDS)", limit=round(limits.max_seconds or 0)
+        ) from error
+    except FrameTooLargeError as error:
+        raise errors.VideoFrameTooLarge(
+            f"{error} (EXTD_MAX_IMAGE_PIXELS)", limit=limits.max_pixels
+        ) from error
     except ExtdError as error:
-        upload.unlink(missing_ok=True)
         raise errors.UnsupportedVideo(str(error)) from error
-    except errors.Refusal:
-        upload.unlink(missing_ok=True)
-        raise
 
 
-def _owned(jobs: JobStore, job_id: str, key: str | None) -> Job:
-    job = jobs.get(job_id)
+async def _owned(jobs: JobStore, job_id: str, key: str | None) -> JobRecord:
+    job = await _in_store(jobs.get, job_id)
     if job is None or job.owner != key:
         raise errors.JobNotFound(f"no job {job_id!r}")
     return job
@@ -108,6 +109,7 @@ def _owned(jobs: JobStore, job_id: str, key: str | None) -> Job:
             413: "video too large (EXTD_MAX_VIDEO_BYTES) or too long",
             415: "not a video, corrupt or truncated",
             422: "bad parameters or request body",
+            429: "EXTD_MAX_QUEUED_JOBS jobs are waiting already (see Retry-After)",
         }
     )
     | JOB_ERRORS,
@@ -135,17 +137,13 @@ async def create_job(
         with tempfile.NamedTemporaryFile(dir=jobs.folder, prefix=".upload-", delete=False) as copy:
             upload = Path(copy.name)
             await asyncio.to_thread(shutil.copyfileobj, video.file, copy)
-        suffix = await asyncio.to_thread(
-            _checked, upload, video.filename, settings.max_video_seconds
-        )
-    except BaseException:
-        if upload is not None:
-            upload.unlink(missing_ok=True)  # nothing is left behind by a refused upload
-        raise
+        suffix = await asyncio.to_thread(_checked, upload, video.filename, video_limits(settings))
+        parameters = params.job_parameters(model.name, settings.min_face)
+        job = await _in_store(jobs.create, upload, suffix, parameters, key)
     finally:
         await form.close()
-    parameters = params.job_parameters(model.name, settings.min_face)
-    job = await asyncio.to_thread(jobs.create, upload, suffix, parameters, key)
+        if upload is not None:
+            upload.unlink(missing_ok=True)  # moved into the job's folder, unless refused
     response.headers["Location"] = request.url_for("job_status", job_id=job.id).path
     return status(request, job)
 
@@ -158,7 +156,7 @@ async def create_job(
     summary="A video job's state and progress",
 )
 async def job_status(request: Request, job_id: str, jobs: JobsDep, key: KeyNameDep) -> JobStatus:
-    return status(request, _owned(jobs, job_id, key))
+    return status(request, await _owned(jobs, job_id, key))
 
 
 @router.get(
@@ -171,7 +169,7 @@ async def job_status(request: Request, job_id: str, jobs: JobsDep, key: KeyNameD
     summary="The anonymized video of a finished job",
 )
 async def job_result(job_id: str, jobs: JobsDep, key: KeyNameDep) -> FileResponse:
-    job = _owned(jobs, job_id, key)
+    job = await _owned(jobs, job_id, key)
     if job.state != "done":
         raise errors.JobNotFinished(f"job {job_id} is {job.state}")
     return FileResponse(
@@ -189,5 +187,5 @@ async def job_result(job_id: str, jobs: JobsDep, key: KeyNameDep) -> FileRespons
     summary="Cancel a video job, or remove a finished one with its files",
 )
 async def delete_job(job_id: str, jobs: JobsDep, key: KeyNameDep) -> Response:
-    await asyncio.to_thread(jobs.cancel, _owned(jobs, job_id, key))
+    await _in_store(jobs.cancel, (await _owned(jobs, job_id, key)).id)
     return Response(status_code=204)

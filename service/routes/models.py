@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 
 from service.dependencies import ApiKeyDep, RegistryDep
@@ -17,22 +19,14 @@ router = APIRouter(tags=["models"], dependencies=[ApiKeyDep])
     summary="The loaded models",
 )
 async def list_models(registry: RegistryDep) -> ModelList:
-    default = registry.default_name
+    default, missing = registry.default_name, registry.missing_files
     return ModelList(
         models=[
             ModelInfo(
-                name=m.name,
-                variant=m.variant,
-                parameters=m.parameters,
-                source=m.detector.checkpoint.source,
-                sha256=m.sha256,
-                file=m.path.name,
-                file_present=m.name not in registry.missing_files,
-                backend=m.backend,
-                device=m.device,
-                default=m.name == default,
-                training=m.detector.checkpoint.training,
+                **asdict(model),
+                file_present=model.name not in missing,
+                default=model.name == default,
             )
-            for m in registry.all()
+            for model in registry.describe()
         ]
     )

@@ -8,7 +8,7 @@ const KEY_STORAGE = "extd-api-key";
 let images = [];  // File objects of the current selection
 let generation = 0;  // answers to an older request are dropped
 // The servers' default thresholds: detection answers people, anonymization errs towards hiding.
-const THRESHOLDS = { detect: "0.5", anonymize: "0.4" };
+const THRESHOLDS = { detect: "0.5", anonymize: "0.5" };
 
 function mode() {
   return document.querySelector("input[name=mode]:checked").value;

@@ -6,6 +6,7 @@ against the app (routes, port, settings) and a live service (metrics).
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from dockerfile import Dockerfile
 
+from model.commands import build_parser
 from model.images import open_image
 from service.app import create_app
 from service.config import Settings
@@ -74,12 +76,27 @@ def test_compose_topology(compose, repo):
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (repo / source).exists(), source
-    # The api and the trainer share the watched weights volume.
+
+
+def train_arguments(command: list[str]) -> argparse.Namespace:
+    """``python -m model train ...`` (or through torchrun) parsed by the command's own parser."""
+    start = command.index("model") + 1
+    assert command[start] == "train"
+    return build_parser().parse_args(command[start:])
+
+
+def test_the_compose_trainer_publishes_where_the_api_watches(compose):
+    services = compose["services"]
     assert "weights:/app/weights" in services["api"]["volumes"]
     assert "weights:/app/weights" in services["train"]["volumes"]
-    train = services["train"]["command"]
-    published = train[train.index("--publish") + 1]
-    assert Path(published).parent == Path(services["api"]["environment"]["EXTD_WEIGHTS_DIR"])
+    watched = Path(services["api"]["environment"]["EXTD_WEIGHTS_DIR"])
+    assert services["train"]["environment"]["EXTD_WEIGHTS_DIR"] == str(watched)
+    args = train_arguments(services["train"]["entrypoint"])
+    assert Path(args.publish).parent == watched
+    assert args.init == "extd-64"  # resolved in the watched folder: the checkpoint it serves
+    outputs = {volume.split(":")[1] for volume in services["train"]["volumes"]}
+    assert Path(args.out).parent.as_posix() in outputs  # runs outlive the container
+    assert "command" not in services["train"]  # `run train --flag ...` appends, and overrides
 
 
 def test_load_balancer_spreads_over_the_api_replicas(compose, repo):
@@ -177,6 +194,178 @@ def test_kubernetes_manifests_follow_the_api_schema(repo):
     for path in sorted((repo / "deploy" / "k8s").glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             validate.validate(document, "1.33.0", strict=True)  # raises when it does not
+
+
+def claims(pod: dict, container: dict) -> dict[str, str]:
+    """Mount path -> claim name of a container's persistent volumes."""
+    volumes = {
+        v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]
+    }
+    return {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+
+
+def test_the_kubernetes_training_job_publishes_where_the_api_pods_read(repo):
+    validate = pytest.importorskip("kubernetes_validate", reason="needs the dev extra")
+    training = [
+        document
+        for path in sorted((repo / "deploy" / "k8s" / "training").glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+    ]
+    for document in training:
+        validate.validate(document, "1.33.0", strict=True)
+    (job,) = [d for d in training if d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    (train,) = pod["containers"]
+    # torchrun, one process unless told otherwise: CPUs by default, GPUs when asked for.
+    assert train["command"][:2] == ["torchrun", "--standalone"]
+    assert {"name": "NPROC_PER_NODE", "value": "1"} in train["env"]
+    assert "nvidia.com/gpu" not in train["resources"]["limits"]
+    args = train_arguments([p.replace("$(NPROC_PER_NODE)", "1") for p in train["command"]])
+    assert args.init == "extd-64"
+    deployment = yaml.safe_load((repo / "deploy" / "k8s" / "deployment.yaml").read_text())
+    api_pod = deployment["spec"]["template"]["spec"]
+    (api,) = api_pod["containers"]
+    served = Dockerfile.read(repo / "docker" / "Dockerfile").env()["EXTD_WEIGHTS_DIR"]
+    assert claims(pod, train)[str(Path(args.publish).parent)] == claims(api_pod, api)[served]
+    assert claims(pod, train)[Path(args.out).parent.as_posix()]  # runs outlive the pod
+    assert {"name": "EXTD_WEIGHTS_DIR", "value": served} in train["env"]
+    claimed = {d["metadata"]["name"] for d in training if d["kind"] == "PersistentVolumeClaim"}
+    assert set(claims(pod, train).values()) - {None} <= claimed | {claims(api_pod, api)[served]}
+    # `kubectl apply -f deploy/k8s/` never starts a training run.
+    top = [yaml.safe_load_all(p.read_text()) for p in (repo / "deploy" / "k8s").glob("*.yaml")]
+    assert not [d for documents in top for d in documents if d["kind"] == "Job"]
+
+
+def test_the_api_pods_seed_their_weights_volume_and_keep_what_is_there(repo, tmp_path):
+    """The seed step, run here with the image's and the volume's folders replaced."""
+    deployment = yaml.safe_load((repo / "deploy" / "k8s" / "deployment.yaml").read_text())
+    (seed,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert seed["volumeMounts"] == [{"name": "weights", "mountPath": "/weights"}]
+    image, volume = tmp_path / "image", tmp_path / "volume"
+    image.mkdir()
+    volume.mkdir()
+    for name in ("extd-32", "extd-64"):
+        (image / f"{name}.safetensors").write_text(f"released {name}")
+    (volume / "extd-64.safetensors").write_text("fine-tuned")
+    assert seed["command"][:2] == ["python", "-c"]
+    script = seed["command"][2]
+    script = script.replace('"/app/weights"', repr(str(image))).replace(
+        '"/weights"', repr(str(volume))
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert sorted(p.name for p in volume.iterdir()) == [
+        "extd-32.safetensors",
+        "extd-64.safetensors",
+    ]
+    assert (volume / "extd-32.safetensors").read_text() == "released extd-32"
+    assert (volume / "extd-64.safetensors").read_text() == "fine-tuned"
+
+
+def manifests(repo: Path) -> dict[tuple[str, str], dict]:
+    """Every object of deploy/k8s (and its folders) by kind and name."""
+    found = {}
+    for path in sorted((repo / "deploy" / "k8s").rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            found[(document["kind"], document["metadata"]["name"])] = document
+    return found
+
+
+# KEDA's ScaledObject (keda.sh/v1alpha1) as its documentation describes the fields used here;
+# kubernetes-validate knows only Kubernetes' own kinds.
+SCALED_OBJECT = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "apiVersion": {"type": "string"},
+                        "envSourceContainerName": {"type": "string"},
+                    },
+                },
+                **{
+                    field: {"type": "integer", "minimum": 0}
+                    for field in (
+                        "pollingInterval",
+                        "cooldownPeriod",
+                        "idleReplicaCount",
+                        "minReplicaCount",
+                        "maxReplicaCount",
+                    )
+                },
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"const": "redis"},
+                            "metadata": {
+                                "type": "object",
+                                "required": ["listName", "listLength"],
+                                "additionalProperties": {"type": "string"},
+                                "propertyNames": {
+                                    "enum": [
+                                        "address", "host", "port", "listName", "listLength",
+                                        "activationListLength", "databaseIndex", "enableTLS",
+                                        "unsafeSsl", "usernameFromEnv", "passwordFromEnv",
+                                        "addressFromEnv", "hostFromEnv", "portFromEnv",
+                                    ]
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}  # fmt: skip
+
+
+def test_the_workers_scale_on_the_queue_the_service_fills(repo):
+    """The KEDA scaler follows the worker Deployment and the Redis list huey writes the jobs to;
+    API and worker pods share one queue and one jobs volume."""
+    jsonschema = pytest.importorskip("jsonschema", reason="needs the dev extra")
+    from service.jobs.store import QUEUE_NAME, open_queue
+
+    found = manifests(repo)
+    scaler = found[("ScaledObject", "extd-worker")]
+    jsonschema.validate(scaler, SCALED_OBJECT)
+    worker, api = found[("Deployment", "extd-worker")], found[("Deployment", "extd-api")]
+    assert scaler["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    assert scaler["spec"]["minReplicaCount"] >= 1  # a running job is not in the list
+    (trigger,) = scaler["spec"]["triggers"]
+    queue = open_queue("redis://127.0.0.1:1/0", repo)  # no connection is made
+    assert trigger["metadata"]["listName"] == queue.storage.queue_key == f"huey.redis.{QUEUE_NAME}"
+    service = found[("Service", "extd-redis")]
+    assert trigger["metadata"]["address"] == f"extd-redis:{service['spec']['ports'][0]['port']}"
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "service", "worker"]
+    settings = []
+    for deployment in (api, worker):
+        pod = deployment["spec"]["template"]["spec"]
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+        settings.append((env["EXTD_QUEUE_URL"], env["EXTD_JOBS_DIR"], "extd-jobs" in claims))
+    assert settings[0] == settings[1]
+    assert settings[0][0] == "redis://extd-redis:6379/0"
+    assert found[("PersistentVolumeClaim", "extd-jobs")]["spec"]["accessModes"] == ["ReadWriteMany"]
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= Settings().drain_timeout_s + SETTLE_S
 
 
 @pytest.mark.slow

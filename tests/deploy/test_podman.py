@@ -12,21 +12,26 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import samples
 import yaml
 from cli import run_cli
 from helpers import assert_same_faces
+from splits import write_split
 
+from model.eval import load_split
+from model.options import RuntimeOptions
 from model.weights import pull
 from tools import containers
 from tools.launcher import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.container]
+av = pytest.importorskip("av", reason="needs the video extra: pip install 'extd-face[video]'")
 
 IMAGE = "localhost/extd-face:latest"
 GPU_IMAGE = "localhost/extd-face:gpu"
@@ -54,8 +59,6 @@ def images(repo, weights_mirror) -> Path:
         pytest.skip(f"needs {', '.join(missing)}: apt-get install podman runc debootstrap")
     if containers.podman("info", check=False).returncode:
         pytest.skip("podman cannot run containers here (podman info fails)")
-    from model.options import RuntimeOptions
-
     wheels = containers.stand_ins(RuntimeOptions().cache_dir / "containers")
     build_offline(IMAGE, repo / "docker" / "Dockerfile", repo, wheels, weights_mirror)
     return wheels
@@ -89,7 +92,7 @@ def test_the_cpu_image_serves_as_users_run_it(
     """Read-only root, weights mounted read-only, not root, port on 127.0.0.1: ready, the
     faces of the command line, a passing health check, and a clean stop."""
     weights = tmp_path / "weights"
-    pull(directory=weights, mirror=str(weights_mirror))
+    pull(runtime=RuntimeOptions(weights_dir=weights, weights_mirror=str(weights_mirror)))
     port, name = free_port(), "extd-test-cpu"
     container.append(name)
     containers.podman(
@@ -142,42 +145,80 @@ def replica_images(name: str) -> float:
     )
 
 
-def test_the_compose_stack_balances_and_is_scraped(images, repo, dev_images):
-    """api x2 behind nginx, and Prometheus, from docker-compose.yml as it is."""
+@pytest.fixture(scope="module")
+def compose_stack(images, repo) -> Iterator[Callable[..., subprocess.CompletedProcess]]:
+    """docker-compose.yml as it is: api x2 behind nginx, Redis, a video worker, Prometheus;
+    yields a runner of compose commands. Taken down, volumes and all, at the end."""
     compose = shutil.which("podman-compose")
     if compose is None:
         pytest.skip("needs podman-compose (the dev extra)")
     command = [compose, "-f", str(repo / "docker-compose.yml")]
     environment = containers.ENVIRONMENT | {"EXTD_LISTEN": "127.0.0.1"}
 
-    def run(*args: str) -> None:
-        subprocess.run([*command, *args], env=environment, check=True, capture_output=True,
-                       timeout=600)  # fmt: skip
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], env=environment, check=check,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
 
     run("down", "-v")  # a previous run's leftovers
     try:
-        run("up", "-d", "--no-build", "api", "lb", "prometheus")
+        run("up", "-d", "--no-build", "api", "lb", "prometheus", "redis", "worker")
         wait_for("http://127.0.0.1:8080/readyz")
         time.sleep(5)  # both replicas ready, not just the first
-        for _ in range(6):
-            answer = httpx.post(
-                "http://127.0.0.1:8080/v1/detect",
-                files={"images": dev_images[0].read_bytes()},
-                timeout=120,
-            )
-            assert answer.status_code == 200, answer.text
-        served = [replica_images(f"extd_api_{i}") for i in (1, 2)]
-        assert all(count > 0 for count in served), served
-        assert sum(served) == 6
-        query = {"query": "sum(rate(extd_http_requests_total[1m]))"}
-        deadline, rate = time.monotonic() + 90, 0.0
-        while time.monotonic() < deadline and not rate:
-            result = httpx.get("http://127.0.0.1:9090/api/v1/query", params=query).json()
-            rate = float(result["data"]["result"][0]["value"][1]) if result["data"]["result"] else 0
-            time.sleep(3)
-        assert rate > 0
+        yield run
     finally:
-        run("down", "-v")
+        run("down", "-v", check=False)
+
+
+def test_the_compose_stack_balances_and_is_scraped(compose_stack, dev_images):
+    for _ in range(6):
+        answer = httpx.post(
+            "http://127.0.0.1:8080/v1/detect",
+            files={"images": dev_images[0].read_bytes()},
+            timeout=120,
+        )
+        assert answer.status_code == 200, answer.text
+    served = [replica_images(f"extd_api_{i}") for i in (1, 2)]
+    assert all(count > 0 for count in served), served
+    assert sum(served) == 6
+    query = {"query": "sum(rate(extd_http_requests_total[1m]))"}
+    deadline, rate = time.monotonic() + 90, 0.0
+    while time.monotonic() < deadline and not rate:
+        result = httpx.get("http://127.0.0.1:9090/api/v1/query", params=query).json()
+        rate = float(result["data"]["result"][0]["value"][1]) if result["data"]["result"] else 0
+        time.sleep(3)
+    assert rate > 0
+
+
+def replica_get(name: str, path: str) -> dict:
+    """A JSON answer of one replica, asked from inside it."""
+    read = (
+        "import json, urllib.request; print(json.dumps(json.load(urllib.request.urlopen("
+        f"'http://127.0.0.1:8000{path}'))))"
+    )
+    return json.loads(containers.podman("exec", name, "python", "-c", read).stdout)
+
+
+def test_a_video_job_runs_on_the_worker_and_every_replica_answers_for_it(compose_stack, tmp_path):
+    """Posted through nginx (to either replica), run by the worker service (the replicas run
+    none) through Redis and the shared volume, followed on both replicas, its result fetched
+    through nginx."""
+    clip = samples.video(tmp_path / "clip.mp4", frames=24, size=(320, 240)).read_bytes()
+    created = httpx.post(
+        "http://127.0.0.1:8080/v1/jobs/anonymize", files={"video": ("clip.mp4", clip)}, timeout=60
+    )
+    assert created.status_code == 202, created.text
+    path = created.headers["location"]
+    deadline = time.monotonic() + READY_S
+    while (state := replica_get("extd_api_2", path)["state"]) in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(2)
+    assert state == "done", replica_get("extd_api_1", path)
+    assert replica_get("extd_api_1", path)["state"] == "done"
+    result = httpx.get(f"http://127.0.0.1:8080{path}/result", timeout=60)
+    assert result.status_code == 200
+    (tmp_path / "result.mp4").write_bytes(result.content)
+    with av.open(str(tmp_path / "result.mp4")) as video:
+        assert video.streams.video[0].frames == 24
 
 
 def test_the_kubernetes_deployment_runs_and_its_probes_pass(images, repo, tmp_path):
@@ -187,7 +228,11 @@ def test_the_kubernetes_deployment_runs_and_its_probes_pass(images, repo, tmp_pa
     manifest["spec"]["replicas"] = 1
     pod = manifest["spec"]["template"]["spec"]
     (api,) = pod["containers"]
-    api["image"] = IMAGE
+    for container in [api, *pod.get("initContainers", [])]:
+        container["image"] = IMAGE
+    # Podman 4.3 removes a run-once init container racing with its exit (podman#18477); the
+    # seed step does as well run on every start (podman reads the Deployment's annotations).
+    manifest["metadata"]["annotations"] = {"io.podman.annotations.init.container.type": "always"}
     port = free_port()
     api["ports"][0] |= {"hostPort": port, "hostIP": "127.0.0.1"}
     played = tmp_path / "deployment.yaml"
@@ -203,3 +248,35 @@ def test_the_kubernetes_deployment_runs_and_its_probes_pass(images, repo, tmp_pa
         assert "extd-api-pod-0-api Up" in ps
     finally:
         containers.podman("kube", "down", str(played), check=False)
+
+
+def test_the_compose_trainer_fine_tunes_into_the_running_service(
+    compose_stack, repo, dev_split, tmp_path
+):
+    """``docker compose --profile train run --rm train`` on a small split for a few steps:
+    the replicas watching the weights volume serve the checkpoint it publishes."""
+    names = sorted(load_split(dev_split).subset(8).images)
+    for folder in ("wider", "wider_val"):
+        write_split(tmp_path / "data" / folder, dev_split, names)
+    tiny = ["--iterations", "2", "--batch-size", "2", "--input-size", "128", "--workers", "0",
+            "--checkpoint-every", "2", "--eval-every", "2", "--eval-limit", "4"]  # fmt: skip
+    environment = containers.ENVIRONMENT | {
+        "EXTD_LISTEN": "127.0.0.1",
+        "WIDER_DIR": str(tmp_path / "data"),
+    }
+    compose = [shutil.which("podman-compose"), "-f", str(repo / "docker-compose.yml")]
+    done = subprocess.run([*compose, "--profile", "train", "run", "--rm", "train", *tiny],
+                          env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (
+        done.stdout.strip().splitlines()[-1]
+        == "/app/runs/extd-64-finetune/fpn-64-prelu-it2.safetensors"
+    )
+    for replica in ("extd_api_1", "extd_api_2"):
+        deadline = time.monotonic() + 60
+        while "extd-64-finetuned" not in (
+            models := {m["name"]: m for m in replica_get(replica, "/v1/models")["models"]}
+        ):
+            assert time.monotonic() < deadline, (replica, sorted(models))
+            time.sleep(2)
+        assert models["extd-64-finetuned"]["variant"] == "fpn-64-prelu"

@@ -166,3 +166,36 @@ def test_metrics_are_exported(server, dev_images):
         assert name in text, name
     assert f'extd_model_info{{backend="{FAST_FP32}",device="cpu",name="extd-64"' in text
     assert 'route="/v1/detect"' in text
+
+
+def test_a_photo_with_alpha_keeps_it_through_anonymize(server, dev_images):
+    """The acceptance of issue 43: the alpha channel comes back as sent, the faces of the
+    colours (faint ones too) are hidden, and nothing stored under alpha 0 comes back."""
+    colours = open_image(dev_images[0])
+    height, width = colours.shape[:2]
+    alpha = np.full((height, width), 255, np.uint8)
+    alpha[:, : width // 3] = 0
+    alpha[:, width // 3 : 2 * width // 3] = 40
+    photo = samples.encode(Image.fromarray(np.dstack([colours, alpha])), "PNG")
+    with server.client() as http:
+        response = http.post(
+            "/v1/anonymize",
+            params={"method": "solid", "color": "#00ff00"},
+            headers={"accept": "application/json"},
+            files={"image": ("cut-out.png", photo)},
+        )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    hidden = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))))
+    assert (answer["format"], hidden.shape) == ("png", (height, width, 4))
+    np.testing.assert_array_equal(hidden[..., 3], alpha)
+    faces = faces_of(answer)
+    centres = (faces[:, 0] + faces[:, 2]) / 2
+    assert ((centres > width / 3) & (centres < 2 * width / 3)).sum() >= 2  # the faint ones
+    assert (centres > 2 * width / 3).sum() >= 2
+    assert (centres < width / 3).sum() == 0  # what is not shown is not looked at
+    for x1, y1, x2, y2 in faces[:, :4].astype(int):  # a face's centre is the fill
+        centre = hidden[(y1 + y2) // 2, (x1 + x2) // 2]
+        assert centre.tolist() == [0, 255, 0, alpha[(y1 + y2) // 2, (x1 + x2) // 2]]
+    under = hidden[alpha == 0, :3]  # the background, or a face's fill reaching into it
+    assert ((under == 255).all(axis=1) | (under == [0, 255, 0]).all(axis=1)).all()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import httpx
@@ -19,8 +24,9 @@ from model.detector import Detector
 from model.eval.split import load_split
 from model.options import SERVING, ScalePolicy
 from service import errors
-from service.batching import Batcher
+from service.batching import PHOTO_GRACE_S, Batcher, Ticket
 from service.metrics import Metrics
+from service.registry import LoadedModel
 
 
 def form(data: bytes) -> dict:
@@ -250,3 +256,96 @@ def test_the_queue_capacity_still_holds():
         batcher.reserve(1, 0, deadline),
     ):
         pass
+
+
+class StubDetector:
+    """Stands in for the model where only the order of the work matters: each forward pass
+    is logged, takes ``pass_s`` and finds no face."""
+
+    def __init__(self, pass_s: float = 0.05) -> None:
+        self.pass_s = pass_s
+        self.passes: list[list[str]] = []
+        self.started = threading.Event()
+
+    def images_per_pass(self, shape: tuple[int, int]) -> int:
+        return 1
+
+    def run(self, items, options) -> list[np.ndarray]:
+        self.passes.append([item.name for item in items])
+        self.started.set()
+        time.sleep(self.pass_s)
+        return [np.zeros((0, 5), np.float32) for _ in items]
+
+    def release_memory(self) -> None:
+        pass
+
+
+@dataclass
+class StubItem:
+    name: str
+    input_shape: tuple[int, int] = (128, 128)
+
+    @property
+    def plan(self) -> SimpleNamespace:
+        return SimpleNamespace(input_pixels=128 * 128)
+
+
+def stub_model(detector: StubDetector) -> LoadedModel:
+    return LoadedModel("stub", detector, Path("stub.safetensors"), 0, (0, 0))
+
+
+def submit_photo(batcher: Batcher, model: LoadedModel, name: str) -> Future:
+    with batcher.reserve(1, 128 * 128, time.monotonic() + 60) as room:
+        (future,) = batcher.submit(room, model, [StubItem(name)], SERVING, Ticket(math.inf))
+    return future
+
+
+def test_photos_overtake_the_frames_of_a_job():
+    """A photo waits for at most the forward pass of frames already running."""
+    detector = StubDetector()
+    batcher, model = make_batcher(), stub_model(detector)
+    batcher.start()
+    frames = [StubItem(f"frame-{n}") for n in range(6)]
+    with ThreadPoolExecutor(1) as job:
+        found = job.submit(batcher.run_background, model, frames, [SERVING] * 6)
+        assert detector.started.wait(5)
+        photo = submit_photo(batcher, model, "photo")
+        assert len(photo.result(5)) == 0
+        assert len(found.result(5)) == 6
+    batcher.stop(5)
+    order = [name for names in detector.passes for name in names]
+    assert order.index("photo") == 1  # right after the frame that was running
+    assert all(len(names) == 1 for names in detector.passes)  # one pass of frames at a time
+
+
+def test_frames_wait_while_photos_are_decoded_and_just_after_one():
+    detector = StubDetector(pass_s=0.001)
+    batcher, model = make_batcher(), stub_model(detector)
+    batcher.start()
+    with ThreadPoolExecutor(1) as job:
+        with batcher.reserve(1, 128 * 128, time.monotonic() + 60):  # a photo being decoded
+            found = job.submit(batcher.run_background, model, [StubItem("frame")], [SERVING])
+            time.sleep(0.3)
+            assert detector.passes == []
+        assert len(found.result(5)) == 1
+        submit_photo(batcher, model, "photo").result(5)
+        answered = time.monotonic()
+        job.submit(batcher.run_background, model, [StubItem("next")], [SERVING]).result(5)
+        assert time.monotonic() - answered >= PHOTO_GRACE_S * 0.9
+    batcher.stop(5)
+
+
+def test_stopping_refuses_waiting_frames():
+    detector = StubDetector(pass_s=0.3)
+    batcher, model = make_batcher(), stub_model(detector)
+    batcher.start()
+    with ThreadPoolExecutor(1) as job:
+        found = job.submit(
+            batcher.run_background, model, [StubItem("a"), StubItem("b")], [SERVING] * 2
+        )
+        assert detector.started.wait(5)
+        batcher.stop(5)
+        with pytest.raises(errors.ShuttingDown):
+            found.result(5)
+    with pytest.raises(errors.ShuttingDown):
+        batcher.run_background(model, [StubItem("late")], [SERVING])

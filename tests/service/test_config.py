@@ -1,4 +1,5 @@
-"""Settings: environment variables, validation, and the README's configuration table."""
+"""Settings: environment variables and validation (tests/tools/test_settings_table.py holds
+them against docs/configuration.md)."""
 
 from pathlib import Path
 
@@ -6,8 +7,6 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import Settings
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_environment_variables_with_the_extd_prefix(monkeypatch):
@@ -29,11 +28,11 @@ def test_invalid_values_are_refused(monkeypatch):
         Settings()
 
 
-def test_the_readme_documents_every_setting():
-    text = README.read_text()
-    missing = [
-        f"EXTD_{name.upper()}"
-        for name in Settings.model_fields
-        if f"`EXTD_{name.upper()}`" not in text
-    ]
-    assert not missing
+def test_the_weights_folder_defaults_to_the_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("EXTD_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("EXTD_CACHE_DIR", str(tmp_path))
+    settings = Settings()
+    assert settings.weights_dir == tmp_path / "weights"
+    assert settings.runtime().weights_folder == settings.weights_dir
+    monkeypatch.setenv("EXTD_WEIGHTS_DIR", "/srv/weights")
+    assert Settings().weights_dir == Settings().runtime().weights_folder == Path("/srv/weights")

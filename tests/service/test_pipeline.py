@@ -12,8 +12,8 @@ from in_process import RANDOM_MODELS
 
 from model.options import PostprocessOptions, ScalePolicy
 from service import errors
-from service.app import _registry
 from service.batching import Batcher, Ticket
+from service.components import build_registry
 from service.config import Settings
 from service.metrics import Metrics
 from service.pipeline import Pipeline
@@ -29,7 +29,7 @@ def pipeline(random_weights) -> Iterator[Pipeline]:
         queue_size=2,
     )
     metrics = Metrics()
-    registry = _registry(settings, metrics)
+    registry = build_registry(settings, metrics)
     registry.refresh(warm=False)
     batcher = Batcher(
         max_batch_size=4,
@@ -70,6 +70,9 @@ def test_faces_come_back_per_image_with_plans(pipeline):
     assert [len(f.shape) for f in detection.faces] == [2, 2]
     assert detection.items[0].plan.input_shape == (128, 256)
     assert detection.timings_ms["total"] >= detection.timings_ms["decode"]
+    # both images ran in their own forward pass: each stage is the longer one's
+    for stage in ("resize", "network", "postprocess"):
+        assert detection.timings_ms[stage] == max(i.timings_ms[stage] for i in detection.items)
 
 
 def test_models_are_looked_up_by_name(pipeline):
@@ -81,16 +84,23 @@ def test_models_are_looked_up_by_name(pipeline):
 
 def test_refusals_come_from_the_headers(pipeline):
     model = pipeline.model(None)
+
+    def plan(payloads, policy):
+        return pipeline.plan(pipeline.read_headers(payloads), model, policy)
+
     with pytest.raises(errors.InputTooLarge) as refused:
-        pipeline.plan([samples.photo(64, 64), samples.photo(640, 480)], model, ScalePolicy())
+        plan([samples.photo(64, 64), samples.photo(640, 480)], ScalePolicy())
     assert (refused.value.index, refused.value.limit) == (1, 200_000)
     small = ScalePolicy(max_side=64)
     with pytest.raises(errors.RequestTooLarge):
-        pipeline.plan([samples.photo(1000, 600)] * 2, model, small)
+        plan([samples.photo(1000, 600)] * 2, small)
     with pytest.raises(errors.UnsupportedImage) as bad:
-        pipeline.plan([samples.photo(), b"GIF89a broken"], model, small)
+        plan([samples.photo(), b"GIF89a broken"], small)
     assert bad.value.index == 1
-    assert len(pipeline.plan([samples.photo(640, 480)], model, small)) == 1
+    with pytest.raises(errors.UnsupportedImage, match="animated GIF") as animated:
+        plan([samples.photo(), samples.animation("GIF")], small)
+    assert animated.value.index == 1
+    assert len(plan([samples.photo(640, 480)], small)) == 1
 
 
 def test_a_deadline_longer_than_the_drain_is_refused(pipeline):
@@ -105,7 +115,7 @@ def test_a_full_queue_refuses_before_decoding(pipeline):
 
 def test_a_request_that_gave_up_is_not_decoded(pipeline):
     photo = samples.photo()
-    (plan,) = pipeline.plan([photo], pipeline.model(None), ScalePolicy())
+    (plan,) = pipeline.plan(pipeline.read_headers([photo]), pipeline.model(None), ScalePolicy())
     with pytest.raises(errors.DeadlineExceeded):
         pipeline.decode_one(0, photo, plan, Ticket(time.monotonic() - 1))
     with pytest.raises(errors.DeadlineExceeded):

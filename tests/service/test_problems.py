@@ -23,4 +23,10 @@ def test_every_refusal_has_an_answer_with_a_known_code():
 
 def test_answers_that_invite_a_retry_say_when():
     retried = {cls for cls, answer in REFUSALS.items() if answer.retry_after_s}
-    assert retried == {errors.QueueFull, errors.ShuttingDown}
+    assert retried == {
+        errors.QueueFull,
+        errors.ShuttingDown,
+        errors.QueueUnavailable,
+        errors.InferenceUnavailable,
+    }
+    # TooManyJobs says when in each refusal (the store knows how full it is).

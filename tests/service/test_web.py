@@ -92,10 +92,10 @@ def test_the_page_anonymizes_and_offers_the_result(server, browser, dev_images, 
     page.goto(f"{server.url}/")
     page.check("input[name=mode][value=anonymize]")
     assert page.locator("#hiding").is_visible()
-    assert page.locator("#threshold").input_value() == "0.4"
+    assert page.locator("#threshold").input_value() == "0.5"
     page.select_option("#method", "solid")
     page.set_input_files("#files", str(photo))
-    params = {"score_threshold": 0.4, "method": "solid", "shape": "box", "mask_scale": 1.3}
+    params = {"score_threshold": 0.5, "method": "solid", "shape": "box", "mask_scale": 1.2}
     response = httpx.post(
         f"{server.url}/v1/anonymize",
         params=params,

@@ -1,14 +1,16 @@
 """Building and running the project's containers with podman, where no registry can be reached.
 
-The public base images (``python:3.11-slim``, ``nginx``, Prometheus, the
-PyTorch CUDA image) are replaced by stand-ins built from Debian's packages
+The public base images (``python:3.11-slim``, ``nginx``, Prometheus, Redis,
+the PyTorch CUDA image) are replaced by stand-ins built from Debian's packages
 (``debootstrap``, then the ``*.Containerfile`` files here) and tagged with
 the public names, so the project's Dockerfiles and compose file build and
-run unchanged. Python packages come from a wheelhouse downloaded on the host
-(the CPU torch wheel included) and mounted into the builds, with pip told,
-through the Dockerfiles' build arguments, to use nothing else. Everything
-is kept between runs: stand-ins in podman's storage, the wheelhouse under
-the cache folder, keyed by the requirements.
+run unchanged. Python packages come from a wheelhouse that the python
+stand-in's pip downloads (the CPU torch wheel included; the images' Python
+decides the version markers) and that is mounted into the builds, with pip
+told, through the Dockerfiles' build arguments, to use nothing else.
+Everything is kept between runs: stand-ins in podman's storage, the
+wheelhouse under the cache folder, keyed by that Python and the
+requirements.
 
     python -m tools.containers        # build everything the container tests need, once
 """
@@ -19,7 +21,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -31,11 +32,13 @@ PODMAN = ["podman"]
 ENVIRONMENT = {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf")}
 DEBIAN = "localhost/debian:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+PYTHON = "docker.io/library/python:3.11-slim"
 # Public name -> its stand-in's Containerfile (built in this order).
 STAND_INS = {
-    "docker.io/library/python:3.11-slim": "python.Containerfile",
+    PYTHON: "python.Containerfile",
     "docker.io/library/nginx:1.28-alpine": "nginx.Containerfile",
     "docker.io/prom/prometheus:v3.5.0": "prometheus.Containerfile",
+    "docker.io/library/redis:7.2-alpine": "redis.Containerfile",
     "docker.io/pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime": "pytorch.Containerfile",
 }
 TORCH = "torch==2.13.0"
@@ -92,7 +95,7 @@ def debian_base() -> None:
         tar.wait()
 
 
-def requirements(extras: tuple[str, ...] = ("openvino", "video")) -> list[str]:
+def requirements(extras: tuple[str, ...] = ("openvino", "video", "redis")) -> list[str]:
     """The runtime requirements of the project (with ``extras``), from pyproject.toml."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     found = list(project["dependencies"])
@@ -102,18 +105,20 @@ def requirements(extras: tuple[str, ...] = ("openvino", "video")) -> list[str]:
 
 
 def wheelhouse(cache: Path) -> Path:
-    """Every wheel the images install (the CPU torch first), downloaded once on the host."""
+    """Every wheel the images install (the CPU torch first), downloaded once by the python
+    stand-in's own pip: requirements whose markers depend on the Python version (redis needs
+    async-timeout before 3.11.3; Debian's is 3.11.2) resolve as they will in the images."""
     wanted = [TORCH, *requirements(), "hatchling>=1.24"]
-    key = hashlib.sha256("\n".join([sys.version, *wanted]).encode()).hexdigest()[:16]
+    python = podman("run", "--rm", PYTHON, "python", "-VV").stdout.strip()
+    key = hashlib.sha256("\n".join([python, *wanted]).encode()).hexdigest()[:16]
     folder = cache / f"wheelhouse-{key}"
     if (folder / ".complete").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(folder), *wanted],
-        check=True,
-        timeout=1800,
-    )
+    podman(
+        "run", "--rm", "--network", "host", "-v", f"{folder}:/wheels", PYTHON,
+        "pip", "download", "--quiet", "--dest", "/wheels", *wanted,
+    )  # fmt: skip
     (folder / ".complete").touch()
     return folder
 
@@ -144,6 +149,8 @@ def build(
 def stand_ins(cache: Path) -> Path:
     """The Debian base, the stand-ins of the public images, and the wheelhouse; built once."""
     debian_base()
+    if not has_image(PYTHON):
+        build(PYTHON, HERE / STAND_INS[PYTHON], context=HERE)
     wheels = wheelhouse(cache)
     for name, containerfile in STAND_INS.items():
         if not has_image(name):

@@ -116,3 +116,123 @@ def test_bad_uploads(client):
     assert_problem(post(client, samples.photo(), {"model": "nope"}), 404, "model_not_found")
     bomb = post(client, samples.png_bomb(), {})
     assert_problem(bomb, 413, "image_too_large")
+
+
+# Random weights find faces everywhere: the two best leave most of the picture untouched.
+FEW = SOLID | {"max_faces": 2}
+
+
+def decoded(answer: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))))
+
+
+def masks(answer: dict, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the faces must be the fill, and where nothing was touched (a margin between)."""
+    faces = faces_of(answer)
+    hidden = face_mask(alpha.shape, faces, AnonymizeOptions(method="solid"))
+    untouched = ~face_mask(alpha.shape, faces, AnonymizeOptions(method="solid", mask_scale=1.6))
+    return hidden, untouched
+
+
+@pytest.mark.parametrize(("fmt", "options"), [("PNG", {}), ("WEBP", {"lossless": True})])
+def test_a_photo_with_alpha_keeps_it_and_what_it_hid_stays_hidden(client, fmt, options):
+    sent = np.asarray(samples.transparent_photo(200, 150))
+    alpha = sent[..., 3]
+    payload = samples.encode(Image.fromarray(sent), fmt, **options)
+    answer = post(client, payload, FEW, json_variant=True).json()
+    assert answer["format"] == fmt.lower()
+    out = decoded(answer)
+    assert out.shape == (150, 200, 4)
+    np.testing.assert_array_equal(out[..., 3], alpha)
+    hidden, untouched = masks(answer, alpha)
+    assert hidden.any()
+    assert untouched.mean() > 0.5
+    fill = np.abs(out[hidden & (alpha > 0), :3].astype(int) - [255, 0, 255])
+    if fmt == "PNG":  # lossless: every colour is known
+        assert (fill == 0).all(axis=1).mean() > 0.97
+        shown = untouched & (alpha > 0)
+        np.testing.assert_array_equal(out[shown, :3], sent[shown, :3])
+        # Under alpha 0: the background, or the fill where a mask reaches.
+        under = out[alpha == 0, :3]
+        assert ((under == 255).all(axis=1) | (under == [255, 0, 255]).all(axis=1)).all()
+    else:  # lossy colours: the faces are the fill on the whole, and what was never shown
+        # is still not what was stored there
+        assert fill.mean() < 30
+        distance = np.abs(out[alpha == 0, :3].astype(int) - samples.SECRET).max(axis=1)
+        assert (distance < 16).mean() < 0.01
+
+
+def test_grey_with_alpha_comes_back_with_the_same_alpha(client):
+    sent = samples.transparent_photo(200, 150).convert("LA")
+    grey, alpha = np.asarray(sent)[..., 0], np.asarray(sent)[..., 1]
+    answer = post(client, samples.encode(sent, "PNG"), FEW, json_variant=True).json()
+    out = decoded(answer)
+    np.testing.assert_array_equal(out[..., 3], alpha)
+    _, untouched = masks(answer, alpha)
+    shown = untouched & (alpha > 0)
+    np.testing.assert_array_equal(out[shown, :3], np.repeat(grey[shown, None], 3, axis=1))
+
+
+def test_a_transparent_palette_colour_stays_transparent(client):
+    picture = Image.open(io.BytesIO(samples.photo(96, 64, "PNG"))).quantize(16)
+    answer = post(client, samples.encode(picture, "GIF", transparency=0), {}, json_variant=True)
+    out = decoded(answer.json())
+    assert answer.json()["format"] == "png"
+    np.testing.assert_array_equal(out[..., 3] == 0, np.asarray(picture) == 0)
+
+
+def test_jpeg_of_a_photo_with_alpha_is_the_picture_as_shown_on_white(client):
+    sent = np.asarray(samples.transparent_photo(200, 150))
+    alpha = sent[..., 3]
+    payload = samples.encode(Image.fromarray(sent), "PNG")
+    answer = post(client, payload, FEW | {"format": "jpeg"}, json_variant=True).json()
+    out = decoded(answer)
+    assert (answer["format"], out.shape) == ("jpeg", (150, 200, 3))
+    _, untouched = masks(answer, alpha)
+    assert untouched.mean() > 0.5
+    shown = np.asarray(Image.fromarray(sent).convert("RGB")).astype(float)  # colours alone
+    weight = alpha[..., None] / 255.0
+    expected = shown * weight + 255 * (1 - weight)
+    difference = np.abs(out.astype(float) - expected)[untouched]
+    assert difference.mean() < 3
+    # Where the photo is transparent, a JPEG is white: the stored colours never show.
+    assert out[untouched & (alpha == 0)].min() > 200
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_animated_images_are_refused_not_cut_to_their_first_frame(client, fmt):
+    refused = assert_problem(post(client, samples.animation(fmt), {}), 415, "unsupported_image")
+    assert "animated" in refused["detail"]
+    assert refused["index"] == 0
+
+
+@pytest.mark.slow
+def test_paper_protocol_runs_its_passes_through_the_batcher_and_merges_them(random_weights):
+    """protocol=paper answers the faces the Detector's own paper protocol finds, hidden."""
+    from in_process import running_app
+
+    from model.detector import Detector
+    from model.paper_protocol import merge_found
+    from service.schemas import AnonymizeParams
+
+    photo = samples.photo(200, 150, "PNG")
+    # The random network scores everything near 0.5: a few boxes, so NMS stays cheap. The
+    # passes enlarge a small photo to the paper's 1700x1200: OpenVINO runs them in seconds.
+    params = SOLID | {"score_threshold": 0.52, "small_face_threshold": 0.52}
+    with running_app(random_weights, backend="openvino") as client:
+        response = post(client, photo, params | {"protocol": "paper"}, json_variant=True)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["parameters"]["protocol"] == "paper"
+    detector = Detector(random_weights / "extd-64.safetensors", backend="openvino")
+    options = AnonymizeParams(**params).options()
+    original = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    passes, items = detector.paper_items(original)
+    assert len(passes) > 2  # several scales and a flip
+    found = detector.run(items, [options] * len(items))
+    expected = merge_found(found, passes, 0, keep_single=True)
+    assert len(expected) >= 1
+    np.testing.assert_allclose(faces_of(answer), expected, atol=0.01)
+    hidden = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))))
+    mask = face_mask((150, 200), expected, AnonymizeOptions(method="solid"))
+    assert (hidden[mask] == [255, 0, 255]).all(axis=1).mean() > 0.97

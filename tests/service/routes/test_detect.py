@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
 import pytest
 import samples
 from helpers import assert_problem, upload
-from in_process import running_app
+from in_process import running_app, state_of
 from PIL import Image
 
 from model.conventions import MIN_FACE_TOLERANCE
+from service.dependencies import get_settings
 
 PHOTO = samples.photo(160, 120)
 
@@ -27,7 +29,14 @@ def test_multipart_answers_per_image_in_upright_pixels(client):
         for face in result["faces"]:
             assert len(face["box"]) == len(face["box_normalized"]) == 4
             assert 0.5 < face["score"] <= 1
-    assert set(body["timings_ms"]) == {"decode", "detect", "total"}
+    timings = body["timings_ms"]
+    stages = ["upload", "decode", "queue", "resize", "network", "postprocess", "json"]
+    assert list(timings) == [*stages[:2], "detect", "total", *stages[2:]]
+    assert all(timings[stage] >= 0 for stage in stages)
+    assert timings["network"] > 0
+    # detect is the wait for the batcher and the forward pass's three stages
+    detect = sum(timings[s] for s in ("queue", "resize", "network", "postprocess"))
+    assert detect == pytest.approx(timings["detect"], abs=0.05)
     assert body["parameters"] | {"model": None} == {
         "model": None,
         "score_threshold": 0.5,
@@ -157,6 +166,28 @@ def test_bad_images_fail_the_request_with_their_index(client, tmp_path):
     assert assert_problem(bomb, 413, "image_too_large")["index"] == 1
 
 
+@pytest.mark.parametrize(("fmt", "kind"), [("GIF", "GIF"), ("WEBP", "WebP"), ("PNG", "PNG (APNG)")])
+def test_an_animated_image_is_refused_not_read_as_its_first_frame(client, fmt, kind):
+    refused = client.post("/v1/detect", **upload(PHOTO, samples.animation(fmt)))
+    body = assert_problem(refused, 415, "unsupported_image")
+    assert body["index"] == 1
+    assert f"an animated {kind}," in body["detail"]
+
+
+def test_routes_take_the_settings_from_their_dependency(client):
+    settings = state_of(client).settings.model_copy(
+        update={"max_images_per_request": 1, "min_face": 40}
+    )
+    client.app.dependency_overrides[get_settings] = lambda: settings
+    try:
+        two = client.post("/v1/detect", **upload(PHOTO, PHOTO))
+        assert assert_problem(two, 422, "too_many_images")["limit"] == 1
+        one = client.post("/v1/detect", **upload(PHOTO)).json()
+        assert one["parameters"]["min_face"] == 40
+    finally:
+        del client.app.dependency_overrides[get_settings]
+
+
 def test_work_limits_are_checked_before_decoding(random_weights):
     with running_app(
         random_weights, max_input_pixels=100_000, max_request_pixels=1_000_000, max_body_bytes=2**20
@@ -194,3 +225,19 @@ def test_annotated_jpeg_has_the_upload_s_size(client):
     assert Image.open(io.BytesIO(response.content)).size == (160, 120)
     two = client.post("/v1/detect/annotated", **upload(PHOTO, PHOTO))
     assert assert_problem(two, 422, "too_many_images")["limit"] == 1
+
+
+def test_annotated_shows_a_photo_with_alpha_as_it_is_seen_on_white(client):
+    picture = samples.transparent_photo(160, 120)
+    response = client.post(
+        "/v1/detect/annotated",
+        params={"score_threshold": 0.99},  # no box drawn over the picture
+        **upload(samples.encode(picture, "PNG")),
+    )
+    assert response.headers["x-faces"] == "0"
+    shown = np.asarray(Image.open(io.BytesIO(response.content))).astype(float)
+    rgba = np.asarray(picture).astype(float)
+    weight = rgba[..., 3:] / 255
+    expected = rgba[..., :3] * weight + 255 * (1 - weight)
+    assert np.abs(shown - expected).mean() < 3
+    assert shown[:, :32].min() > 200  # transparent: white, not the colours stored there

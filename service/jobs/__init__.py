@@ -1,0 +1,1 @@
+"""Video jobs: records and files (:mod:`.store`), and running them (:mod:`.runner`)."""
