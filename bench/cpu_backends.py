@@ -1,12 +1,19 @@
-"""CPU backends side by side with plain eager fp32, in one run.
+"""CPU backends side by side with plain eager fp32, in one run, and what ``auto`` picks.
 
-    python bench/cpu_backends.py                      # the full table (about 20 min on 2 cores)
+    python bench/cpu_backends.py                      # the full tables (about 30 min on 2 cores)
     python bench/cpu_backends.py --widths 64 --sizes 1024x768 --threads 1
+    python bench/cpu_backends.py --sections decision --isas avx2 avx512_vnni amx
 
 Each measurement is one ``python -m model bench`` subprocess, so allocator
 and thread settings never leak between rows. "eager (plain)" is PyTorch eager
 fp32 in a default process: the baseline every ratio is against. Then batch
-throughput (images/s by batch size) and peak memory.
+throughput (images/s by batch size) and peak memory. The decision table
+times the OpenVINO backends for each width, one thread at the largest size,
+beside the hard AP each loses against fp32 (the manifest's int8 loss; bf16
+is taken to keep it), and checks that ``auto`` runs the fastest of those
+within 0.3 points. ``--isas`` measures older instruction sets on this CPU
+too: each subprocess runs with ``ONEDNN_MAX_CPU_ISA`` capping OpenVINO's
+kernels, and ``auto`` reads the same cap (``model/backends/cpu.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import os
 import subprocess
 import sys
 
+from model.backends import AUTO_TOLERANCE
+from model.backends.cpu import INSTRUCTION_SETS, instruction_set
+from model.weights import known_checkpoints
 from tools import data
 
 BACKENDS = [
@@ -34,8 +44,11 @@ def measure(
     batch: int,
     runs: int,
     min_face: int | None = None,
+    isa: str | None = None,
 ) -> dict:
     env = dict(os.environ)
+    if isa:
+        env["ONEDNN_MAX_CPU_ISA"] = INSTRUCTION_SETS[isa][1]
     if backend == "eager (plain)":
         backend, env["EXTD_TUNE_ALLOCATOR"] = "torch", "0"
     options = {"--weights": weights, "--backend": backend, "--image": image}
@@ -80,8 +93,14 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         nargs="+",
-        choices=["latency", "throughput"],
-        default=["latency", "throughput"],
+        choices=["latency", "throughput", "decision"],
+        default=["latency", "throughput", "decision"],
+    )
+    parser.add_argument(
+        "--isas",
+        nargs="+",
+        choices=list(INSTRUCTION_SETS),
+        help="instruction sets of the decision table (default: this CPU's own)",
     )
     parser.add_argument(
         "--calibration",
@@ -100,6 +119,8 @@ def main() -> None:
         rows += latency_table(args)
     if "throughput" in args.sections:
         rows += throughput_table(args)
+    if "decision" in args.sections:
+        rows += decision_table(args)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(rows, handle, indent=2)
@@ -171,6 +192,59 @@ def throughput_table(args: argparse.Namespace) -> list[dict]:
             peak = max(peak, r["peak_rss_mb"])
         print(f"| {backend} | " + " | ".join(cells) + f" | {peak:.0f} |", flush=True)
     return rows
+
+
+def decision_table(args: argparse.Namespace) -> list[dict]:
+    """Per instruction set and width: each OpenVINO backend's time and accuracy loss, the
+    fastest within the tolerance, and what ``auto`` ran."""
+    rows = []
+    size, threads = args.sizes[-1], args.threads[0]
+    candidates = ["openvino", "openvino-bf16", "openvino-int8"]
+    int8_loss = {e.variant.width: e.int8_hard_ap_loss for e in known_checkpoints().values()}
+    print(
+        f"\n## auto's decision: ms per image at {size}, {threads} thread(s), and the hard AP "
+        f"lost against fp32 (points); auto must run the fastest within {AUTO_TOLERANCE}"
+    )
+    print("| instruction set | width | " + " | ".join(candidates) + " | fastest kept | auto |")
+    print("| --- " * (len(candidates) + 4) + "|", flush=True)
+    for isa in args.isas or [instruction_set()]:
+        for width in args.widths:
+            weights = args.weights_pattern.format(width=width)
+            timed = {}
+            for backend in [*candidates, "auto"]:
+                r = measure(
+                    weights,
+                    backend,
+                    image=args.image,
+                    threads=threads,
+                    size=size,
+                    batch=1,
+                    runs=args.runs,
+                    isa=isa,
+                )
+                rows.append({"kind": "decision", "label": backend, "isa": isa, **r})
+                timed[backend] = r
+            losses = {"openvino": 0.0, "openvino-bf16": 0.0, "openvino-int8": int8_loss[width]}
+            kept = [b for b in candidates if losses[b] is not None and losses[b] <= AUTO_TOLERANCE]
+            fastest = min(kept, key=lambda b: timed[b]["ms_per_image"])
+            ran = timed["auto"]["backend"]
+            cells = [
+                f"{timed[b]['ms_per_image']:.0f}"
+                + (f" ({_points(losses[b])})" if b == "openvino-int8" else "")
+                + ("" if timed[b]["backend"] == b else f" (ran {timed[b]['backend']})")
+                for b in candidates
+            ]
+            verdict = "ok" if ran == fastest else "NOT the fastest kept"
+            print(
+                f"| {isa} | {width} | " + " | ".join(cells) + f" | {fastest} "
+                f"| {timed['auto']['ms_per_image']:.0f} {ran} ({verdict}) |",
+                flush=True,
+            )
+    return rows
+
+
+def _points(loss: float | None) -> str:
+    return "not measured" if loss is None else f"{loss:+.2f}"
 
 
 if __name__ == "__main__":

@@ -94,14 +94,20 @@ def batched_nms(boxes: Tensor, valid: Tensor, iou_threshold: Tensor | float) -> 
 
 
 def box_voting(
-    boxes: Tensor, scores: Tensor, *, iou_threshold: float, max_boxes: int
+    boxes: Tensor,
+    scores: Tensor,
+    *,
+    iou_threshold: float,
+    max_boxes: int,
+    keep_single: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Merge overlapping detections into their score-weighted mean (S3FD's ``bbox_vote``).
 
     Boxes are visited by descending score; the top box and every remaining
     box with IoU >= ``iou_threshold`` (+1 pixel convention) form a cluster,
     replaced by the score-weighted mean box with the cluster's top score.
-    Clusters of one box are dropped. Returns at most ``max_boxes`` boxes and
+    Clusters of one box are dropped (S3FD's rule), unless ``keep_single``. Returns at most
+    ``max_boxes`` boxes and
     scores in descending order of score.
     """
     n = boxes.shape[0]
@@ -123,6 +129,6 @@ def box_voting(
     count = torch.zeros_like(scores).index_add_(0, cluster, torch.ones_like(scores))
     weight_sum = torch.zeros_like(scores).index_add_(0, cluster, scores)
     box_sum = torch.zeros_like(boxes).index_add_(0, cluster, boxes * scores[:, None])
-    merged = leaders & (count > 1)
+    merged = leaders & (count > (0 if keep_single else 1))
     mean_boxes = box_sum[merged] / weight_sum[merged, None]
     return mean_boxes[:max_boxes], scores[merged][:max_boxes]

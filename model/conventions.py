@@ -24,7 +24,7 @@ PAPER_MAX_AREA = 1700 * 1200
 
 # ``min_face`` shrinks an image until the smallest face wanted (the longer side of its box)
 # is this many pixels in the network input: a quarter of the input pixels for a minimum of
-# 40 pixels on a 1024x768 photo (bench/min_face.py, README "Smallest face").
+# 40 pixels on a 1024x768 photo (bench/min_face.py, docs/performance.md "Smallest face").
 RELIABLE_FACE = 20
 # A face is dropped when its box is under this share of ``min_face``: a box that small
 # still overlaps a face of ``min_face`` at IoU 0.5 (1/sqrt(2)), so no wanted face is lost

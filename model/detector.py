@@ -10,6 +10,7 @@ never depends on which other images were in the call.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from model.errors import OptionsError
 from model.images import ImageInput, Size, Source, open_image, to_rgb_array
 from model.inputs import InputPlan, PreparedImage, load, network_batch, plan_input, prepare
 from model.options import RELEASE, DetectorOptions, PostprocessOptions, RuntimeOptions, ScalePolicy
-from model.paper_protocol import merge_passes, paper_passes
+from model.paper_protocol import Pass, merge_found, paper_passes
 from model.postprocess import detect_faces
 from model.runtime import trim_heap
 from model.variants import Variant
@@ -60,7 +61,7 @@ class Detector:
         self.checkpoint = (
             weights
             if isinstance(weights, Checkpoint)
-            else load_checkpoint(weights, directory=runtime.weights_dir)
+            else load_checkpoint(weights, runtime=runtime)
         )
         self.device = torch.device(device)
         self.backend: Backend = create_backend(backend, self.checkpoint, self.device, runtime)
@@ -102,7 +103,7 @@ class Detector:
         for index, item in enumerate(items):
             groups[item.input_shape].append(index)
         for shape, indices in groups.items():
-            per_pass = max(1, min(self.batch_size, self.batch_pixels // (shape[0] * shape[1])))
+            per_pass = self.images_per_pass(shape)
             for start in range(0, len(indices), per_pass):
                 chunk = indices[start : start + per_pass]
                 faces = self._run_batch(
@@ -112,6 +113,10 @@ class Detector:
                     results[index] = found.cpu().numpy()
         return results  # type: ignore[return-value]
 
+    def images_per_pass(self, shape: Size) -> int:
+        """How many images of this input shape one forward pass takes."""
+        return max(1, min(self.batch_size, self.batch_pixels // (shape[0] * shape[1])))
+
     def detect(
         self,
         images: Sequence[ImageInput | bytes],
@@ -119,6 +124,8 @@ class Detector:
         score_threshold: float = RELEASE.score_threshold,
         nms_iou: float = RELEASE.nms_iou,
         max_faces: int = RELEASE.max_faces,
+        small_face_threshold: float | None = RELEASE.small_face_threshold,
+        small_face_size: int = RELEASE.small_face_size,
         scale: float | None = None,
         max_side: int | None = None,
         max_area: int | None = None,
@@ -132,7 +139,9 @@ class Detector:
         pixels of the upright image as given, sorted by descending score, not
         clipped. The defaults are the release's thresholds.
         """
-        options = PostprocessOptions(score_threshold, nms_iou, max_faces)
+        options = PostprocessOptions(
+            score_threshold, nms_iou, max_faces, small_face_threshold, small_face_size
+        )
         policy = ScalePolicy(scale, max_side, max_area, min_face)
         if protocol == "single":
             items = [
@@ -150,21 +159,27 @@ class Detector:
         ]
         return self._detect_paper(arrays, options)
 
+    def paper_items(self, pixels: np.ndarray) -> tuple[list[Pass], list[PreparedImage]]:
+        """One upright image's passes of the paper protocol and each prepared to run (by
+        :meth:`run`, or by a service's batcher); :func:`~model.paper_protocol.merge_passes`
+        joins the faces the passes find."""
+        passes = paper_passes(*pixels.shape[:2])
+        items = [
+            prepare(pixels, self.plan(pixels.shape[:2], ScalePolicy(scale=p.scale)), flip=p.flip)
+            for p in passes
+        ]
+        return passes, items
+
     def _detect_paper(
         self, arrays: list[np.ndarray], options: PostprocessOptions
     ) -> list[np.ndarray]:
-        plans = [paper_passes(*a.shape[:2]) for a in arrays]
-        items = [
-            prepare(a, self.plan(a.shape[:2], ScalePolicy(scale=p.scale)), flip=p.flip)
-            for a, plan in zip(arrays, plans, strict=True)
-            for p in plan
-        ]
+        planned = [self.paper_items(a) for a in arrays]
+        items = [item for _, image_items in planned for item in image_items]
         found = iter(self.run(items, [options] * len(items)))
-        results = []
-        for plan in plans:
-            per_pass = [torch.from_numpy(next(found)) for _ in plan]
-            results.append(merge_passes(per_pass, plan, options.max_faces).numpy())
-        return results
+        return [
+            merge_found([next(found) for _ in passes], passes, options.max_faces)
+            for passes, _ in planned
+        ]
 
     def _run_batch(
         self,
@@ -172,11 +187,19 @@ class Detector:
         options: list[PostprocessOptions],
         shape: Size,
     ) -> list[Tensor]:
+        started = time.perf_counter()
         batch = network_batch(items, shape, self.device)
+        resized = time.perf_counter()
         offsets, logits = self.backend(batch)
+        ran = time.perf_counter()
         anchors = anchor_grid(*shape, device=offsets.device)
         faces = detect_faces(offsets, logits, anchors, shape, options)
-        return [self._to_original(f, item) for f, item in zip(faces, items, strict=True)]
+        found = [self._to_original(f, item) for f, item in zip(faces, items, strict=True)]
+        stages = {"resize": resized - started, "network": ran - resized}
+        stages["postprocess"] = time.perf_counter() - ran
+        for item in items:
+            item.timings_ms.update((k, round(v * 1000, 2)) for k, v in stages.items())
+        return found
 
     @staticmethod
     def _to_original(faces: Tensor, item: PreparedImage) -> Tensor:

@@ -1,10 +1,17 @@
-"""Turning files, bytes, PIL images and arrays into upright RGB uint8 arrays.
+"""Turning files, bytes, PIL images and arrays into upright RGB uint8 arrays, and back.
 
 An encoded image is read in two steps: :func:`read_header` (size, format,
 EXIF orientation; no pixel is decoded, so work can be refused or planned
 first) and :func:`open_image` (the pixels, upright). Sizes are ``(height,
 width)`` throughout. Every failure is an :class:`ImageError` with a message a
 user can act on; nothing half-decoded reaches the network.
+
+Transparency: a pixel under alpha 0 was never shown, so it is neither kept
+nor looked at: its colour reads as :data:`BACKGROUND`. The detector sees the
+colour channels (every face they hold, however faint its alpha); the alpha
+channel can come along (``keep_alpha``) to be written back unchanged by
+:func:`encode_image`, or flattened on :data:`BACKGROUND` for a JPEG.
+Animated images are refused rather than read as their first frame.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,13 @@ MAX_JPEG_SCANS = 50
 _START_OF_SCAN = b"\xff\xda"  # entropy-coded data stuffs 0xFF with 0x00: only markers match
 # Colour modes libjpeg-turbo decodes to RGB itself (CMYK and YCCK go through PIL).
 _TURBO_MODES = {"RGB", "L", "YCbCr"}
+# What a photo with alpha shows where it is transparent: the colour its pixels under alpha 0
+# read as once decoded, and the background a JPEG of it (no alpha) is flattened on.
+BACKGROUND = (255, 255, 255)
+# Formats whose extra frames are an animation (an MPO's are a camera's other views).
+_ANIMATIONS = {"GIF": "GIF", "PNG": "PNG (APNG)", "WEBP": "WebP"}
+# 16- and 32-bit integer grey: scaled to 8 bits by hand (as float grey), transparency ignored.
+_DEEP_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ class ImageHeader:
     format: str  # PIL's name: JPEG, PNG, WEBP, ...
     mode: str  # PIL's colour mode as stored: RGB, L, CMYK, P, I;16, ...
     orientation: int = 1  # EXIF orientation, 1 = stored upright
+    exif: bytes | None = field(default=None, repr=False)  # the EXIF block, as stored
 
     @property
     def size(self) -> Size:
@@ -133,18 +148,24 @@ def _header(image: Image.Image, data: bytes, name: str, max_pixels: int | None) 
             f"{name}: a JPEG of {scans} scans, more than any encoder writes "
             f"(at most {MAX_JPEG_SCANS} are decoded)"
         )
+    if image.format in _ANIMATIONS and getattr(image, "is_animated", False):
+        raise ImageError(
+            f"{name}: an animated {_ANIMATIONS[image.format]}, and only still images are read "
+            "(its other frames would be lost): send it as a video, or frame by frame"
+        )
     orientation = _orientation(image)
     if orientation not in _ORIENTATION:
         orientation = 1
     if orientation in _TURNED:
         width, height = height, width
-    return ImageHeader(height, width, image.format or "", image.mode, orientation)
+    exif = image.info.get("exif") or None
+    return ImageHeader(height, width, image.format or "", image.mode, orientation, exif)
 
 
 def read_header(source: Source, *, max_pixels: int | None = None) -> ImageHeader:
-    """Upright size, format and orientation from the header alone: an image over
-    ``max_pixels`` (or a JPEG of too many scans) is refused before any pixel is decoded,
-    so decompression bombs cost nothing."""
+    """Upright size, format, orientation and EXIF from the header alone: an image over
+    ``max_pixels`` (or a JPEG of too many scans, or an animation) is refused before any
+    pixel is decoded, so decompression bombs cost nothing."""
     data, name = _read(source), image_name(source)
     with _opened(data, name) as image:
         return _header(image, data, name, max_pixels)
@@ -155,8 +176,10 @@ def open_image(
     *,
     max_pixels: int | None = None,
     at_least: Size | None = None,
+    keep_alpha: bool = False,
 ) -> np.ndarray:
-    """Decode an encoded image into an upright ``H x W x 3`` RGB uint8 array.
+    """Decode an encoded image into an upright ``H x W x 3`` RGB uint8 array (``H x W x 4``
+    RGBA with ``keep_alpha``, for an image that has transparency).
 
     The header is checked first (:func:`read_header`'s limits). With
     ``at_least`` (an upright ``(height, width)``), a JPEG is decoded at the
@@ -164,6 +187,7 @@ def open_image(
     scaling): a 12 MP photo bound for a 2 MP network input decodes several
     times faster; the caller resizes the rest of the way. Each image is
     decoded once: a JPEG that libjpeg-turbo refuses is corrupt, not retried.
+    Colours under alpha 0 read as :data:`BACKGROUND`.
     """
     data, name = _read(source), image_name(source)
     with _opened(data, name) as image:
@@ -175,8 +199,9 @@ def open_image(
                 height, width = at_least[::-1] if header.turned else at_least
                 image.draft(None, (width, height))
             image.load()
-            pixels = _pil_to_rgb(image)
-    return check_array(_upright(pixels, header.orientation), name=name)
+            pixels = _pil_to_rgb(image, keep_alpha=keep_alpha)
+    pixels = _upright(pixels, header.orientation)
+    return pixels if pixels.shape[2] == 4 else check_array(pixels, name=name)
 
 
 def _decode_jpeg(data: bytes, name: str, header: ImageHeader, at_least: Size | None) -> np.ndarray:
@@ -191,9 +216,14 @@ def _decode_jpeg(data: bytes, name: str, header: ImageHeader, at_least: Size | N
         raise ImageError(f"{name}: corrupt or truncated JPEG ({error})") from error
 
 
-def _pil_to_rgb(image: Image.Image) -> np.ndarray:
-    """Decoded pixels as RGB uint8, in stored orientation."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+def _pil_to_rgb(image: Image.Image, *, keep_alpha: bool = False) -> np.ndarray:
+    """Decoded pixels as RGB uint8 (RGBA with ``keep_alpha`` where the image has
+    transparency), in stored orientation; colours under alpha 0 are :data:`BACKGROUND`."""
+    if image.has_transparency_data and image.mode not in (*_DEEP_GREY, "F"):
+        rgba = np.array(image if image.mode == "RGBA" else image.convert("RGBA"), np.uint8)
+        rgba[rgba[..., 3] == 0, :3] = BACKGROUND
+        return rgba if keep_alpha else np.ascontiguousarray(rgba[..., :3])
+    if image.mode in _DEEP_GREY:
         # 16-bit (or 32-bit int) grey: scale to 8 bits instead of clipping at 255.
         depth = 65535 if image.mode.startswith("I;16") else max(255, int(np.asarray(image).max()))
         grey = np.asarray(image, dtype=np.float64) * (255.0 / depth)
@@ -248,31 +278,46 @@ def output_format(header: ImageHeader) -> str:
     return _WRITTEN_AS.get(header.format, "png")
 
 
-def upright_exif(source: Source) -> bytes | None:
+def upright_exif(header: ImageHeader) -> bytes | None:
     """The image's EXIF block with the orientation reset to upright (the pixels written
     with it are upright already), or None when it has none."""
-    data, name = _read(source), image_name(source)
-    with _opened(data, name) as image:
-        raw = image.info.get("exif")
-        if not raw:
-            return None
-        exif = Image.Exif()
-        try:
-            exif.load(raw)
-        except (OSError, ValueError, SyntaxError):
-            return None
-        exif[0x0112] = 1
-        return exif.tobytes()
+    if not header.exif:
+        return None
+    exif = Image.Exif()
+    try:
+        exif.load(header.exif)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    exif[0x0112] = 1
+    return exif.tobytes()
+
+
+def flatten(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """``H x W x 3`` RGB pixels seen through ``alpha`` on :data:`BACKGROUND`: the picture as
+    shown, for a format without alpha (what is under alpha 0 is not in it)."""
+    if alpha is None:
+        return pixels
+    shown = Image.fromarray(np.dstack([pixels, alpha]))
+    behind = Image.new("RGBA", shown.size, (*BACKGROUND, 255))
+    return np.asarray(Image.alpha_composite(behind, shown).convert("RGB"))
 
 
 def encode_image(
-    pixels: np.ndarray, fmt: str, *, quality: int = 90, exif: bytes | None = None
+    pixels: np.ndarray,
+    fmt: str,
+    *,
+    alpha: np.ndarray | None = None,
+    quality: int = 90,
+    exif: bytes | None = None,
 ) -> bytes:
-    """``H x W x 3`` RGB pixels as a ``jpeg``, ``png`` or ``webp`` file. Nothing of the
+    """``H x W x 3`` RGB pixels as a ``jpeg``, ``png`` or ``webp`` file. With ``alpha``
+    (``H x W``), a PNG or WebP keeps it as is and a JPEG is :func:`flatten`-ed. Nothing of the
     original's metadata is written unless ``exif`` is given."""
     buffer = io.BytesIO()
     options: dict = {"exif": exif} if exif else {}
     if fmt in ("jpeg", "webp"):
         options["quality"] = quality
+    if alpha is not None:
+        pixels = flatten(pixels, alpha) if fmt == "jpeg" else np.dstack([pixels, alpha])
     Image.fromarray(pixels).save(buffer, format=OUTPUT_FORMATS[fmt], **options)
     return buffer.getvalue()

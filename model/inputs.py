@@ -14,7 +14,7 @@ Sizes are ``(height, width)`` everywhere; the API edges convert.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,14 +39,23 @@ class InputPlan:
     def input_pixels(self) -> int:
         return self.input_shape[0] * self.input_shape[1]
 
+    @property
+    def scale(self) -> float:
+        """Network input pixels per pixel of the image (below 1: the image was shrunk)."""
+        return self.resized[1] / self.size[1]
+
 
 @dataclass(frozen=True)
 class PreparedImage:
     """Decoded upright pixels (possibly smaller than the plan's size) ready for a batch."""
 
-    pixels: Tensor
+    pixels: Tensor  # RGB: what the network sees
     plan: InputPlan
     flip: bool = False
+    alpha: np.ndarray | None = None  # H x W, of an image with transparency decoded to write
+    # Filled by Detector.run: milliseconds its forward pass spent resizing, in the network
+    # and in post-processing (the batch's, shared by the images that ran in it).
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def input_shape(self) -> Size:
@@ -70,18 +79,24 @@ def plan_input(size: Size, policy: ScalePolicy, bucket_step: int) -> InputPlan:
 
 def prepare(pixels: np.ndarray, plan: InputPlan, *, flip: bool = False) -> PreparedImage:
     """Decoded upright pixels for a batch; they may be smaller than ``plan.size`` (a JPEG
-    decoded at reduced scale): boxes are still reported in ``plan.size``'s pixels."""
+    decoded at reduced scale): boxes are still reported in ``plan.size``'s pixels. RGBA
+    pixels are split: the network sees the colours, the alpha is kept for the output."""
+    alpha = None
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels, alpha = pixels[..., :3], np.ascontiguousarray(pixels[..., 3])
     tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-    return PreparedImage(tensor, plan, flip)
+    return PreparedImage(tensor, plan, flip, alpha)
 
 
 def decode(
     source: Source, plan: InputPlan, *, full_size: bool = False, max_pixels: int | None = None
 ) -> PreparedImage:
     """Decode an encoded image as planned: a JPEG only as large as the network input needs
-    unless ``full_size`` (to draw on it); safe to call from worker threads."""
+    unless ``full_size`` (to draw on it or hide its faces: then an image with transparency
+    keeps its alpha too); safe to call from worker threads."""
     at_least = None if full_size else plan.resized
-    return prepare(open_image(source, max_pixels=max_pixels, at_least=at_least), plan)
+    pixels = open_image(source, max_pixels=max_pixels, at_least=at_least, keep_alpha=full_size)
+    return prepare(pixels, plan)
 
 
 def load(

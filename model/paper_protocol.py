@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,13 +63,29 @@ def keep_mask(faces: Tensor, keep: Keep) -> Tensor:
     return torch.ones_like(width, dtype=torch.bool)
 
 
-def merge_passes(faces_per_pass: list[Tensor], passes: list[Pass], max_faces: int) -> Tensor:
-    """Filter each pass, then box-vote everything into one ``(n, 5)`` face list."""
+def merge_passes(
+    faces_per_pass: list[Tensor], passes: list[Pass], max_faces: int, *, keep_single: bool = False
+) -> Tensor:
+    """Filter each pass, then box-vote everything into one ``(n, 5)`` face list; a face only
+    one pass found is dropped (the release's rule, what the AP is computed with) unless
+    ``keep_single`` (to hide faces: a face one pass found is still a face to hide)."""
     kept = [
         faces[keep_mask(faces, p.keep)] for faces, p in zip(faces_per_pass, passes, strict=True)
     ]
     faces = torch.cat(kept)
     boxes, scores = box_voting(
-        faces[:, :4], faces[:, 4], iou_threshold=VOTE_IOU, max_boxes=max_faces or len(faces)
+        faces[:, :4],
+        faces[:, 4],
+        iou_threshold=VOTE_IOU,
+        max_boxes=max_faces or len(faces),
+        keep_single=keep_single,
     )
     return torch.cat((boxes, scores[:, None]), dim=1)
+
+
+def merge_found(
+    found: list[np.ndarray], passes: list[Pass], max_faces: int, *, keep_single: bool = False
+) -> np.ndarray:
+    """:func:`merge_passes` over the ``(n, 5)`` arrays the passes found (``Detector.run``)."""
+    per_pass = [torch.from_numpy(f) for f in found]
+    return merge_passes(per_pass, passes, max_faces, keep_single=keep_single).numpy()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from model.anchors import decode
-from model.boxes import batched_nms
+from model.boxes import batched_nms, face_sizes
 from model.options import PostprocessOptions
 
 # The release keeps at most this many candidates per image before NMS.
@@ -15,6 +17,27 @@ PRE_NMS_TOP_K = 5000
 
 def face_scores(logits: Tensor) -> Tensor:
     return torch.softmax(logits.float(), dim=-1)[..., 1]
+
+
+def size_thresholds(sizes: Tensor, option: PostprocessOptions) -> Tensor:
+    """The score each face of ``sizes`` (the longer side of its box, in network input pixels)
+    must beat under ``option``: its ``small_face_threshold`` (if lower than its
+    ``score_threshold``) up to ``small_face_size``, rising with the log of the size to
+    ``score_threshold`` at 4 times that size."""
+    if option.small_face_threshold is None:
+        return torch.full_like(sizes, option.score_threshold)
+    rise = (sizes.clamp(min=1e-6) / option.small_face_size).log().div(math.log(4)).clamp(0, 1)
+    low, high = option.lowest_threshold, option.score_threshold
+    return low + (high - low) * rise
+
+
+def above_thresholds(faces: Tensor, option: PostprocessOptions, scale: float = 1.0) -> Tensor:
+    """The ``x1 y1 x2 y2 score`` rows of ``faces`` that beat their size's threshold; ``scale``
+    is network input pixels per pixel of the boxes (a bench cuts boxes found at a lower
+    threshold this way, exactly as a run at ``option`` would)."""
+    if option.small_face_threshold is None:
+        return faces[faces[:, 4] > option.score_threshold]
+    return faces[faces[:, 4] > size_thresholds(face_sizes(faces) * scale, option)]
 
 
 def detect_faces(
@@ -26,13 +49,16 @@ def detect_faces(
 ) -> list[Tensor]:
     """Decode, threshold and NMS a batch; returns ``(n, 5)`` ``x1 y1 x2 y2 score`` per image.
 
+    With a ``small_face_threshold`` the candidates are cut at the lower of the two
+    thresholds, and NMS's survivors at their size's (:func:`size_thresholds`).
+
     Boxes are in pixels of the network input (``input_size`` is ``(H, W)``),
     sorted by descending score, not clipped (the release never clips).
     """
     batch = offsets.shape[0]
     device = offsets.device
     scores = face_scores(logits)
-    thresholds = torch.tensor([o.score_threshold for o in options], device=device)
+    thresholds = torch.tensor([o.lowest_threshold for o in options], device=device)
     masked = torch.where(scores > thresholds[:, None], scores, torch.full_like(scores, -1.0))
     top_k = min(PRE_NMS_TOP_K, masked.shape[1])
     top_scores, top_index = masked.topk(top_k, dim=1, sorted=True)
@@ -50,6 +76,6 @@ def detect_faces(
     faces = torch.cat((boxes, top_scores[..., None]), dim=-1)
     results = []
     for b, option in enumerate(options):
-        kept = faces[b][keep[b]]
+        kept = above_thresholds(faces[b][keep[b]], option)  # after NMS: a cut of its output
         results.append(kept[: option.max_faces] if option.max_faces else kept)
     return results

@@ -3,6 +3,10 @@
 The manifest (``weights/manifest.toml``) pins each known checkpoint's URL
 and sha256. ``pull`` downloads (or copies from ``EXTD_WEIGHTS_MIRROR``),
 verifies and converts to the project format; nothing unverified is written.
+Where checkpoints live and come from is the caller's
+:class:`~model.options.RuntimeOptions` (its :attr:`weights_folder
+<model.options.RuntimeOptions.weights_folder>` and ``weights_mirror``), so the
+command line, the library and the service resolve a registry name alike.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.errors import CheckpointError, WeightsError
+from model.options import RuntimeOptions
 from model.variants import Variant
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR_ENV = "EXTD_WEIGHTS_DIR"
 MIRROR_ENV = "EXTD_WEIGHTS_MIRROR"
-DEFAULT_DIR = Path("weights")
 DOWNLOAD_TIMEOUT_S = 60
 # The most accurate release: what the CLI and the service use when no model is named.
 DEFAULT_MODEL = "extd-64"
@@ -46,7 +50,7 @@ class KnownCheckpoint:
     bytes: int
     license: str
     content_sha256: str  # of the converted tensors (Checkpoint.sha256)
-    int8_hard_ap_loss: float | None  # measured, in points (README, Speed)
+    int8_hard_ap_loss: float | None  # measured by scripts/int8.py, in points
 
     @property
     def filename(self) -> str:
@@ -121,12 +125,13 @@ def _fetch(entry: KnownCheckpoint, mirror: str | None) -> bytes:
 def pull(
     names: list[str] | None = None,
     *,
-    directory: Path = DEFAULT_DIR,
-    mirror: str | None = None,
+    runtime: RuntimeOptions = RuntimeOptions(),
     force: bool = False,
 ) -> list[Path]:
-    """Fetch (from ``mirror``, a folder or base URL, else the public URL), verify and convert
-    known checkpoints into ``directory``; returns the written (or present) files."""
+    """Fetch (from ``runtime.weights_mirror``, a folder or base URL, else the public URL),
+    verify and convert known checkpoints (default: all) into ``runtime.weights_folder``;
+    returns the written (or already present) files."""
+    directory, mirror = runtime.weights_folder, runtime.weights_mirror
     known = known_checkpoints()
     unknown = sorted(set(names or []) - set(known))
     if unknown:
@@ -164,19 +169,19 @@ def load_checkpoint(
     weights: str | Path,
     variant: Variant | None = None,
     *,
-    directory: Path = DEFAULT_DIR,
-    mirror: str | None = None,
+    runtime: RuntimeOptions = RuntimeOptions(),
 ) -> Checkpoint:
     """The one loader: a project ``.safetensors``, a released ``.pth`` or a registry name.
 
-    A registry name not yet in ``directory`` is pulled there first.
+    A registry name not yet in ``runtime.weights_folder`` is pulled there first (from the
+    mirror when one is set).
     """
     path = Path(weights)
     if path.is_file():
         return read_checkpoint(path, variant)
     name = str(weights)
     if name in known_checkpoints():
-        return read_checkpoint(pull([name], directory=directory, mirror=mirror)[0])
+        return read_checkpoint(pull([name], runtime=runtime)[0])
     raise CheckpointError(
         f"{name!r} is neither a checkpoint file nor a known name ({', '.join(known_checkpoints())})"
     )

@@ -51,9 +51,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
     for weights in args.weights:
         # Read once, shared by both backends.
-        checkpoint = load_checkpoint(
-            weights, directory=runtime.weights_dir, mirror=runtime.weights_mirror
-        )
+        checkpoint = load_checkpoint(weights, runtime=runtime)
         reference, candidate = (
             predict_split(
                 Detector(checkpoint, backend=b, runtime=runtime), split, scale=scale, progress=False

@@ -124,3 +124,110 @@ def video(
             for packet in [*sound.encode(chunk), *sound.encode(None)]:
                 out.mux(packet)
     return path
+
+
+def lying_duration_mp4(path: Path, *, seconds: int = 60, claimed_s: int = 1) -> Path:
+    """An mp4 of ``seconds`` at 5 frames a second (64x48) whose movie, track and media headers
+    all claim it lasts ``claimed_s``: what the frames' timestamps say is the truth."""
+    data = bytearray(
+        video(path, frames=5 * seconds, rate=5, size=(64, 48), audio=None).read_bytes()
+    )
+    for atom, duration_at in ((b"mvhd", 20), (b"mdhd", 20), (b"tkhd", 24)):
+        start = data.find(atom)
+        # version 0 boxes: the timescale of mvhd and mdhd sits just before their duration.
+        scale_at = start + 16 if atom != b"tkhd" else data.find(b"mvhd") + 16
+        timescale = struct.unpack(">I", data[scale_at : scale_at + 4])[0]
+        data[start + duration_at : start + duration_at + 4] = struct.pack(
+            ">I", timescale * claimed_s
+        )
+    path.write_bytes(data)
+    return path
+
+
+def piped_matroska(path: Path, *, seconds: int = 60) -> Path:
+    """A Matroska written to a pipe, as a live encoder writes it: no duration anywhere."""
+    import av
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+
+        def write(self, chunk: bytes) -> int:
+            self.chunks.append(bytes(chunk))
+            return len(chunk)
+
+    pipe = Pipe()
+    with av.open(pipe, "w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(5 * seconds):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index % 250, np.uint8))
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    path.write_bytes(b"".join(pipe.chunks))
+    return path
+
+
+def half_of_a_faststart_mp4(path: Path, frames: int = 100) -> Path:
+    """The first half of an mp4 whose index comes first: the index lists every frame, the
+    file holds half of them (an upload cut short)."""
+    import av
+
+    whole = path.with_name(f"whole-{path.name}")
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        noise = np.random.default_rng(0)
+        for index in range(frames):
+            pixels = noise.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    data = whole.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def raw_h264(path: Path, frames: int = 20) -> Path:
+    """An H.264 stream with no container at all (whatever ``path`` is called)."""
+    import av
+
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+# What a photo with alpha stores under alpha 0 in the tests: never shown, so never written.
+SECRET = (1, 2, 3)
+
+
+def transparent_photo(width: int = 160, height: int = 120, *, seed: int = 0) -> Image.Image:
+    """An RGBA picture: its left quarter transparent with :data:`SECRET` stored under it, a
+    band of half-transparent pixels next to it, the rest opaque."""
+    rgb = np.asarray(Image.open(io.BytesIO(photo(width, height, "PNG", seed=seed))))
+    alpha = np.full((height, width), 255, np.uint8)
+    alpha[:, : width // 4] = 0
+    alpha[:, width // 4 : width // 2] = 128
+    rgba = np.dstack([rgb, alpha])
+    rgba[alpha == 0, :3] = SECRET
+    return Image.fromarray(rgba)
+
+
+def animation(fmt: str, frames: int = 3, size: tuple[int, int] = (64, 48)) -> bytes:
+    """An animated GIF, WebP or PNG (APNG) of ``frames`` different pictures."""
+    pictures = [Image.open(io.BytesIO(photo(*size, "PNG", seed=seed))) for seed in range(frames)]
+    return encode(pictures[0], fmt, save_all=True, append_images=pictures[1:], duration=100, loop=0)

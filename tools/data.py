@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from model.fetch import default_root
+from model.commands.data.fetch import default_root
 from model.options import RuntimeOptions
 
 REPO = Path(__file__).resolve().parents[1]

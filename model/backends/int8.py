@@ -5,10 +5,11 @@ The calibration set is a folder of photos
 searched recursively, every k-th up to ``calibration_images``), by default the
 licence-clean photos shipped in ``model/calibration``. Each photo becomes
 network input exactly as the service makes it (:mod:`model.inputs`, the
-default scale policy and size buckets). The OpenVINO backend caches the
+default scale policy and size buckets), of which the :data:`WINDOW` at its
+centre is measured, one photo at a time. The OpenVINO backend caches the
 quantized model on disk under :func:`cache_key` (the checkpoint's hash, the
-calibration set's hash and the OpenVINO and NNCF versions): it is built once,
-never per request, never per process start after the first.
+calibration set's hash, the recipe and the OpenVINO and NNCF versions): it is
+built once, never per request, never per process start after the first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -37,6 +39,34 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Network inputs as served: the default policy, padded to the default buckets.
 _POLICY = ScalePolicy()
 _BUCKET_STEP = DetectorOptions().bucket_step
+# Statistics are measured at this one input size. NNCF measures them on a copy of the
+# network that reduces every quantized activation (a copy and two reductions each), which
+# keeps about 5 GB per megapixel of input: served photos of 2 megapixels and every size took
+# 17 GB. A window of the served input keeps each face at the size it is served at, bounds
+# the memory (about 1.5 GB here) and lets OpenVINO plan one static shape.
+WINDOW = (512, 512)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How NNCF quantizes the network: what stays in float and how activations are ranged."""
+
+    # "mixed": activations asymmetric (PReLU outputs run negative), weights symmetric.
+    preset: Literal["performance", "mixed"] = "mixed"
+    float_stem: bool = True  # the first convolution, on the full-resolution photo
+    float_heads: bool = True  # the detection heads' convolutions (scores and box offsets)
+    bias_correction: bool = True  # NNCF's fast bias correction
+
+    def ignored_scope(self, model):
+        """The layers kept in float, found in ``model`` by name (an error if missing)."""
+        nncf = _import_nncf()
+        names = [_first_convolution(model)] if self.float_stem else []
+        patterns = [r".*\.(box|class)_heads\..*"] if self.float_heads else []
+        return nncf.IgnoredScope(names=names, patterns=patterns)
+
+
+# The recipe chosen on the dev split's tuning half (scripts/int8.py, docs/performance.md).
+RECIPE = Recipe()
 
 
 def _import_nncf():
@@ -77,7 +107,7 @@ class CalibrationSet:
     @cached_property
     def sha256(self) -> str:
         """Changes when any image, the choice of images or their preparation changes."""
-        digest = hashlib.sha256(f"served:{_POLICY}:{_BUCKET_STEP}".encode())
+        digest = hashlib.sha256(f"served:{_POLICY}:{_BUCKET_STEP}:{WINDOW}".encode())
         for path in self.files:
             digest.update(path.name.encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -87,38 +117,73 @@ class CalibrationSet:
         return len(self.files)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """``(1, 3, H, W)`` float32 network inputs, one per readable image, decoded afresh on
-        every pass (a few hundred photos at 1024x768 would take gigabytes held at once)."""
+        """``(1, 3, *WINDOW)`` float32 network inputs, one per readable image, each decoded
+        afresh when NNCF asks for it (never all held at once)."""
         for path in self.files:
             try:
                 item = load(path, _POLICY, _BUCKET_STEP)
             except ImageError as error:
                 log.warning("calibration: skipping %s", error)
                 continue
-            yield network_batch([item], item.input_shape).numpy()
+            yield _window(network_batch([item], item.input_shape).numpy())
 
 
-def cache_key(checkpoint: Checkpoint, calibration: CalibrationSet) -> str:
-    """What the quantized model depends on: weights, calibration images, library versions."""
+def _window(batch: np.ndarray) -> np.ndarray:
+    """The :data:`WINDOW` at the centre of a ``(1, 3, H, W)`` input, zero padded (as the
+    size buckets pad) where the input is smaller."""
+    height, width = WINDOW
+    window = np.zeros((1, 3, height, width), np.float32)
+    rows, cols = min(height, batch.shape[2]), min(width, batch.shape[3])
+    top, left = (batch.shape[2] - rows) // 2, (batch.shape[3] - cols) // 2
+    window[:, :, :rows, :cols] = batch[:, :, top : top + rows, left : left + cols]
+    return window
+
+
+def _first_convolution(model) -> str:
+    return next(
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Convolution"
+    )
+
+
+def cache_key(checkpoint: Checkpoint, calibration: CalibrationSet, recipe: Recipe = RECIPE) -> str:
+    """What the quantized model depends on: weights, calibration images, recipe, libraries."""
     import openvino
 
     nncf = _import_nncf()
-    parts = (checkpoint.sha256, calibration.sha256, openvino.__version__, nncf.__version__)
+    parts = (
+        checkpoint.sha256,
+        calibration.sha256,
+        repr(recipe),
+        openvino.__version__,
+        nncf.__version__,
+    )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def quantize(model, calibration: CalibrationSet):
-    """The OpenVINO model with int8 weights and activations (NNCF's performance preset)."""
+def quantize(model, calibration: CalibrationSet, recipe: Recipe = RECIPE):
+    """The OpenVINO model (dynamic input shape, as converted) with int8 weights and
+    activations; ``model`` is reshaped to :data:`WINDOW` on the way."""
     nncf = _import_nncf()
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
     log.info(
         "quantizing to int8 on %d calibration images (once; the result is cached)",
         len(calibration.files),
     )
+    model.reshape([1, 3, *WINDOW])
     # NNCF draws progress bars on stdout: they go to stderr, stdout is the caller's (--json).
     with contextlib.redirect_stdout(sys.stderr):
-        return nncf.quantize(
+        quantized = nncf.quantize(
             model,
             nncf.Dataset(calibration),
-            preset=nncf.QuantizationPreset.PERFORMANCE,
+            preset=nncf.QuantizationPreset(recipe.preset),
             subset_size=len(calibration.files),
+            ignored_scope=recipe.ignored_scope(model),
+            advanced_parameters=AdvancedQuantizationParameters(
+                disable_bias_correction=not recipe.bias_correction
+            ),
         )
+    quantized.reshape([-1, 3, -1, -1])  # int8 ranges do not depend on the size
+    return quantized

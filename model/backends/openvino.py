@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.backends.int8 import CalibrationSet, cache_key, quantize
+from model.backends.cpu import BF16_NATIVE, instruction_set
+from model.backends.int8 import RECIPE, CalibrationSet, Recipe, cache_key, quantize
 from model.checkpoint import Checkpoint
 from model.errors import BackendError
 from model.options import RuntimeOptions
@@ -60,6 +61,11 @@ def _core():
 
 
 def supports_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (OpenVINO reports them even where
+    ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN from using them, and then runs reference code)."""
+    isa = instruction_set()
+    if isa is not None:
+        return isa in BF16_NATIVE
     return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
@@ -93,14 +99,16 @@ def _fp32_ir(checkpoint: Checkpoint, cache_dir: Path) -> Path:
     return _cached_ir(cache_dir, checkpoint.sha256, convert)
 
 
-def _int8_ir(checkpoint: Checkpoint, runtime: RuntimeOptions) -> Path:
-    """The network quantized once per checkpoint and calibration set."""
+def _int8_ir(checkpoint: Checkpoint, runtime: RuntimeOptions, recipe: Recipe) -> Path:
+    """The network quantized once per checkpoint, calibration set and recipe."""
     calibration = CalibrationSet.from_options(runtime)
 
     def build() -> Any:
-        return quantize(_core().read_model(_fp32_ir(checkpoint, runtime.cache_dir)), calibration)
+        model = _core().read_model(_fp32_ir(checkpoint, runtime.cache_dir))
+        return quantize(model, calibration, recipe)
 
-    return _cached_ir(runtime.cache_dir, f"int8-{cache_key(checkpoint, calibration)}", build)
+    key = cache_key(checkpoint, calibration, recipe)
+    return _cached_ir(runtime.cache_dir, f"int8-{key}", build)
 
 
 class OpenVinoBackend:
@@ -111,7 +119,9 @@ class OpenVinoBackend:
         runtime: RuntimeOptions,
         *,
         precision: str = "f32",
+        recipe: Recipe = RECIPE,
     ) -> None:
+        """``recipe``: how int8 is quantized (scripts/int8.py compares others)."""
         if device.type != "cpu":
             raise BackendError(f"the openvino backend runs on the CPU, not {device}")
         if precision == "bf16" and not supports_bf16():
@@ -123,7 +133,9 @@ class OpenVinoBackend:
         core = _core()
         int8 = precision == "int8"
         model = core.read_model(
-            _int8_ir(checkpoint, runtime) if int8 else _fp32_ir(checkpoint, runtime.cache_dir)
+            _int8_ir(checkpoint, runtime, recipe)
+            if int8
+            else _fp32_ir(checkpoint, runtime.cache_dir)
         )
         config = {
             "CACHE_DIR": str(runtime.cache_dir / "openvino-compiled"),

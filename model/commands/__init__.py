@@ -12,12 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from model.commands import anonymize, bench, checkpoints, data, detect, evaluate, train
+from model.backends.compiled import INDUCTOR_CACHE_VARIABLE, compile_cache
+from model.commands import anonymize, batch, bench, checkpoints, data, detect, evaluate, train
 from model.errors import ExtdError
 from model.options import RuntimeOptions
 from model.runtime import tune_allocator
 
-COMMANDS = (detect, anonymize, checkpoints, evaluate, train, bench, data)
+COMMANDS = (detect, anonymize, batch, checkpoints, evaluate, train, bench, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The one place the model package reads the environment (EXTD_CACHE_DIR, ...).
         args.runtime = RuntimeOptions.from_environment(os.environ)
         tune_allocator(args.runtime.tune_allocator)
+        os.environ.setdefault(INDUCTOR_CACHE_VARIABLE, str(compile_cache(args.runtime)))
         return args.handler(args)
     except ExtdError as error:
         print(f"error: {error}", file=sys.stderr)

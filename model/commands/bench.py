@@ -60,11 +60,11 @@ def _sync(device: torch.device) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    detector = build_detector(args, batch_size=args.batch)
     width, height = args.size
     pixels = np.asarray(
         Image.fromarray(open_image(args.image)).resize((width, height), Image.BILINEAR)
     )
+    detector = build_detector(args, batch_size=args.batch)
     images = [pixels] * args.batch
     # At its own size, or shrunk as min_face asks.
     sizing = {"min_face": args.min_face} if args.min_face else {"scale": 1.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     pull_parser.add_argument("names", nargs="*", help="registry names (default: all)")
     pull_parser.add_argument(
-        "--dir", type=Path, help=f"target folder (default: ${WEIGHTS_DIR_ENV} or ./weights)"
+        "--dir",
+        type=Path,
+        help=f"target folder (default: ${WEIGHTS_DIR_ENV}, else weights in the cache folder)",
     )
     pull_parser.add_argument(
         "--mirror", help=f"folder or base URL to fetch from (default: ${MIRROR_ENV})"
@@ -35,10 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def describe(args: argparse.Namespace) -> int:
-    runtime = args.runtime
-    checkpoint = load_checkpoint(
-        args.weights, directory=runtime.weights_dir, mirror=runtime.weights_mirror
-    )
+    checkpoint = load_checkpoint(args.weights, runtime=args.runtime)
     info = {
         "variant": checkpoint.variant.name,
         "parameters": checkpoint.num_parameters,
@@ -55,13 +55,12 @@ def describe(args: argparse.Namespace) -> int:
 
 
 def pull_weights(args: argparse.Namespace) -> int:
-    runtime = args.runtime
-    for path in pull(
-        args.names or None,
-        directory=args.dir or runtime.weights_dir,
-        mirror=args.mirror or runtime.weights_mirror,
-        force=args.force,
-    ):
+    runtime = dataclasses.replace(
+        args.runtime,
+        weights_dir=args.dir or args.runtime.weights_dir,
+        weights_mirror=args.mirror or args.runtime.weights_mirror,
+    )
+    for path in pull(args.names or None, runtime=runtime, force=args.force):
         print(path)
     return 0
 

@@ -24,6 +24,7 @@ def predict_split(
     scale: float | None = None,
     max_side: int | None = None,
     max_area: int | None = None,
+    min_face: int | None = None,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """``{<event>/<stem>: (n, 5) x y w h score}`` at the release's thresholds.
@@ -41,7 +42,12 @@ def predict_split(
             chunk = names[start : start + CHUNK]
             arrays = list(pool.map(open_image, [split.image_path(n) for n in chunk]))
             results = detector.detect(
-                arrays, scale=scale, max_side=max_side, max_area=max_area, protocol=protocol
+                arrays,
+                scale=scale,
+                max_side=max_side,
+                max_area=max_area,
+                min_face=min_face,
+                protocol=protocol,
             )
             for name, faces in zip(chunk, results, strict=True):
                 predictions[image_key(name)] = corners_to_prediction(faces)

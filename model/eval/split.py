@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from model.errors import DataError
 
 SETTINGS = ("easy", "medium", "hard")
+# The two fixed halves of a split, by event (the number before "--" in the image's folder):
+# a default chosen by measurement is chosen on "tune" and reported on both.
+Half = Literal["tune", "report"]
+HALVES: tuple[Half, ...] = ("tune", "report")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,23 @@ class WiderSplit:
             return self
         step = len(self.images) // limit
         return replace(self, images=self.images[::step][:limit])
+
+    def half(self, which: Half) -> WiderSplit:
+        """The images of the even-numbered events ("tune") or the odd-numbered ones
+        ("report"): whole events, so a default tuned on one half meets new scenes on the
+        other (on the dev split: 422 and 412 images)."""
+        if which not in HALVES:
+            raise DataError(f"no half {which!r}; expected one of {HALVES}")
+        parity = HALVES.index(which)
+        return replace(self, images=tuple(n for n in self.images if _event(n) % 2 == parity))
+
+
+def _event(name: str) -> int:
+    """The event number of an image path such as ``12--Group/12_Group_....jpg``."""
+    try:
+        return int(name.split("--", 1)[0])
+    except ValueError as error:
+        raise DataError(f"{name!r} does not start with a WIDER event number") from error
 
 
 def parse_ground_truth(text: str) -> dict[str, np.ndarray]:

@@ -51,13 +51,11 @@ def build_network(
     config: TrainConfig, device: torch.device, runtime: RuntimeOptions = RuntimeOptions()
 ) -> EXTD:
     """The network in train mode: fresh, or the ``init`` checkpoint's weights (a registry
-    name is pulled into ``runtime.weights_dir``)."""
+    name is pulled into ``runtime.weights_folder``)."""
     variant = Variant.parse(config.variant)
     network = EXTD(variant)
     if config.init:
-        checkpoint = load_checkpoint(
-            config.init, variant, directory=runtime.weights_dir, mirror=runtime.weights_mirror
-        )
+        checkpoint = load_checkpoint(config.init, variant, runtime=runtime)
         load_into(network, checkpoint)
     else:
         initialise(network)

@@ -1,24 +1,29 @@
 """Every backend against the fp32 eager reference."""
 
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import HAS_NNCF, HAS_OPENVINO, assert_same_faces, needs_nncf, needs_openvino
+from PIL import Image
 
-from model.backends import create_backend, resolve_backend
+from model.backends import AUTO_TOLERANCE, create_backend, resolve_backend
+from model.backends import cpu as cpu_module
 from model.backends.fused import fold_batchnorm
-from model.backends.int8 import CalibrationSet
+from model.backends.int8 import WINDOW, CalibrationSet
 from model.checkpoint import read_checkpoint
 from model.detector import Detector
 from model.errors import BackendError, OptionsError
 from model.eval import evaluate, faces_found, load_split, predict_split
 from model.images import open_image
 from model.options import RuntimeOptions
+from model.weights import known_checkpoints
 
 CPU = torch.device("cpu")
 
@@ -117,13 +122,49 @@ def test_int8_is_quantized_once_per_checkpoint_and_calibration_set(
         (cached,) = (tmp_path / "openvino").glob("int8-*.xml")
         second = create_backend("openvino-int8", checkpoint, CPU, runtime)
     assert sum("quantizing to int8" in r.message for r in caplog.records) == 1
-    x = torch.randn(1, 3, 96, 128) * 50
+    x = torch.randn(1, 3, 96, 128) * 50  # not the calibration window: any size runs
     for a, b in zip(first(x), second(x), strict=True):
         torch.testing.assert_close(a, b)
+    # The recipe keeps the first convolution and the heads in float.
+    convolutions = _convolution_inputs_quantized(cached)
+    assert not any(quantized for name, quantized in convolutions.items() if "_heads." in name)
+    assert not next(iter(convolutions.values()))  # the first, on the photo
+    assert sum(convolutions.values()) == len(convolutions) - 1 - 12
     # Another calibration set is another model.
     create_backend("openvino-int8", checkpoint, CPU, replace(runtime, calibration_images=5))
     assert len(list((tmp_path / "openvino").glob("int8-*.xml"))) == 2
     assert cached.is_file()
+
+
+def _convolution_inputs_quantized(xml: Path) -> dict[str, bool]:
+    """Each convolution of an IR, in order, and whether its input passes a FakeQuantize."""
+    import openvino
+
+    model = openvino.Core().read_model(xml)
+    return {
+        op.get_friendly_name(): op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution")
+    }
+
+
+@needs_nncf
+def test_calibration_photos_are_served_windows_decoded_one_at_a_time(tmp_path):
+    """Prepared as served (a 1024x768 photo runs at its own size) and cut to the window, a
+    photo at a time on every pass."""
+    for name, size in (("wide.jpg", (1024, 768)), ("small.png", (200, 100))):
+        pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), np.uint8)
+        Image.fromarray(pixels).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    calibration = CalibrationSet.from_folder(tmp_path, 300)
+    assert [p.name for p in calibration.files] == ["small.png", "wide.jpg"]
+    passes = iter(calibration)
+    small, wide = next(passes), next(passes)
+    assert small.shape == wide.shape == (1, 3, *WINDOW)
+    assert np.all(small[:, :, 100:, :] == 0)  # padded
+    assert np.all(small[:, :, :, 200:] == 0)
+    assert np.count_nonzero(wide[0, 0]) > 0.99 * WINDOW[0] * WINDOW[1]  # the photo's centre
+    assert [x.shape for x in calibration] == [(1, 3, *WINDOW)] * 2  # a second pass
 
 
 def test_int8_without_calibration_photos_says_so(tmp_path):
@@ -140,25 +181,110 @@ def float_backend() -> str:
 
 
 def test_auto_picks_per_checkpoint_what_keeps_its_accuracy(release_weights):
-    """int8 where its measured hard AP loss is within 0.3 points (EXTD-32, with the shipped
-    calibration photos), float for the others and for checkpoints nobody measured."""
+    """int8 where its measured hard AP loss is within 0.3 points (the manifest's, with the
+    shipped calibration photos), float for the others and for checkpoints nobody measured."""
     cpu = torch.device("cpu")
     checkpoints = {w: read_checkpoint(release_weights[w]) for w in (32, 48, 64)}
     int8 = "openvino-int8" if HAS_OPENVINO and HAS_NNCF else float_backend()
-    assert resolve_backend("auto", cpu, checkpoints[32]) == int8
-    assert resolve_backend("auto", cpu, checkpoints[64]) == float_backend()
-    assert resolve_backend("auto", cpu, checkpoints[48]) == float_backend()
+    for entry in known_checkpoints().values():
+        kept = entry.int8_hard_ap_loss is not None and entry.int8_hard_ap_loss <= AUTO_TOLERANCE
+        chosen = resolve_backend("auto", cpu, checkpoints[entry.variant.width])
+        assert chosen == (int8 if kept else float_backend()), entry.name
     fine_tuned = replace(checkpoints[32], state_dict={**checkpoints[32].state_dict})
     fine_tuned.state_dict["stem.conv.weight"] = fine_tuned.state_dict["stem.conv.weight"] * 1.01
     assert resolve_backend("auto", cpu, fine_tuned) == float_backend()  # not measured
     fine_tuned.training = {"int8_hard_ap_loss": 0.1}  # measured by whoever trained it
     assert resolve_backend("auto", cpu, fine_tuned) == int8
+    fine_tuned.training = {"int8_hard_ap_loss": 0.5}
+    assert resolve_backend("auto", cpu, fine_tuned) == float_backend()
     assert resolve_backend("auto", torch.device("cuda"), checkpoints[32]) == "torch-bf16"
     assert resolve_backend("torch", torch.device("cuda")) == "torch"
 
 
+CPUINFO = """processor\t: 0
+flags\t\t: fpu sse2 avx avx2 fma {more}
+processor\t: 1
+"""
+AVX512 = "avx512f avx512bw avx512vl avx512dq"
+
+
+@pytest.mark.parametrize(
+    ("flags", "cap", "expected"),
+    [
+        ("", "", "avx2"),
+        (AVX512, "", "avx512"),
+        (f"{AVX512} avx512_vnni", "", "avx512_vnni"),
+        (f"{AVX512} avx512_vnni avx512_bf16", "", "avx512_bf16"),
+        (f"{AVX512} avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16", "", "amx"),
+        (f"{AVX512} avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16", "avx2", "avx2"),
+        (f"{AVX512} avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16", "AVX512_CORE_VNNI",
+         "avx512_vnni"),
+        ("amx_tile amx_int8 amx_bf16", "", "avx2"),  # AMX without AVX-512: not a real CPU
+    ],
+)  # fmt: skip
+def test_instruction_set_reads_the_cpu_flags_and_onednns_cap(
+    tmp_path, monkeypatch, flags, cap, expected
+):
+    (tmp_path / "cpuinfo").write_text(CPUINFO.format(more=flags))
+    monkeypatch.setattr(cpu_module, "CPUINFO", tmp_path / "cpuinfo")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    cpu_module.instruction_set.cache_clear()
+    try:
+        assert cpu_module.instruction_set() == expected
+    finally:
+        cpu_module.instruction_set.cache_clear()
+
+
+def test_instruction_set_is_unknown_without_cpu_flags(tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_module, "CPUINFO", tmp_path / "absent")
+    cpu_module.instruction_set.cache_clear()
+    try:
+        assert cpu_module.instruction_set() is None
+    finally:
+        cpu_module.instruction_set.cache_clear()
+
+
+AUTO_UNDER_CAP = """
+import sys, torch
+from model.backends import resolve_backend
+from model.checkpoint import read_checkpoint
+
+print(resolve_backend("auto", torch.device("cpu"), read_checkpoint(sys.argv[1])))
+"""
+
+
+@needs_openvino
+@pytest.mark.skipif(
+    cpu_module.instruction_set() not in ("avx512_bf16", "amx"), reason="needs a CPU with bf16"
+)
+@pytest.mark.slow
+def test_auto_decides_per_instruction_set(release_weights):
+    """Capped to AVX2 a bf16 CPU is decided for as one without bf16: bf16 there would run
+    OpenVINO's reference kernels."""
+    unmeasured = read_checkpoint(release_weights[32])
+    unmeasured.state_dict["stem.conv.weight"] = unmeasured.state_dict["stem.conv.weight"] * 1.01
+    chosen = {}
+    for cap in ("", "AVX2"):
+        run = subprocess.run(
+            [sys.executable, "-c", AUTO_UNDER_CAP, str(release_weights[32])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "ONEDNN_MAX_CPU_ISA": cap},
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        chosen[cap] = run.stdout.split()[-1]
+    int8 = known_checkpoints()["extd-32"].int8_hard_ap_loss <= AUTO_TOLERANCE and HAS_NNCF
+    assert chosen == (
+        {"": "openvino-int8", "AVX2": "openvino-int8"}
+        if int8
+        else {"": "openvino-bf16", "AVX2": "openvino"}
+    )
+
+
 @needs_openvino
 @needs_nncf
+@pytest.mark.slow
 def test_auto_falls_back_to_float_without_calibration_photos(release_weights, tmp_path, caplog):
     runtime = RuntimeOptions(cache_dir=tmp_path / "cache", calibration_dir=tmp_path)
     with caplog.at_level(logging.WARNING, logger="model.backends"):
@@ -178,6 +304,7 @@ def test_bad_backend_choices(release_weights, runtime):
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_path):
     runtime = RuntimeOptions(cache_dir=tmp_path)
     checkpoint = read_checkpoint(release_weights[32])
@@ -195,6 +322,7 @@ def test_openvino_conversion_is_cached_by_checkpoint_hash(release_weights, tmp_p
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_openvino_batches_match_single_images(release_weights, runtime):
     backend = create_backend("openvino", read_checkpoint(release_weights[64]), CPU, runtime)
     batch = torch.randn(5, 3, 96, 128) * 50
@@ -231,6 +359,7 @@ print("handled" if handled else "no signal")
 
 
 @needs_openvino
+@pytest.mark.slow
 def test_releasing_openvino_models_out_of_order_keeps_signals_safe(release_weights, runtime):
     """OpenVINO's CPU plugin swaps the thread's signal stack; one core keeps it valid."""
     script = [OUT_OF_ORDER_RELEASE, str(release_weights[32]), str(runtime.cache_dir)]

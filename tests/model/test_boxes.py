@@ -111,3 +111,14 @@ def test_box_voting_drops_lonely_boxes_and_caps_the_count():
     empty_boxes, empty_scores = box_voting(torch.zeros(0, 4), torch.zeros(0), **VOTING)
     assert empty_boxes.shape == (0, 4)
     assert empty_scores.shape == (0,)
+
+
+def test_box_voting_keeps_a_single_box_only_when_asked():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    voted, _ = box_voting(boxes, scores, iou_threshold=0.3, max_boxes=10)
+    assert len(voted) == 1  # the lone box is dropped, as S3FD does
+    kept, kept_scores = box_voting(boxes, scores, iou_threshold=0.3, max_boxes=10, keep_single=True)
+    assert len(kept) == 2
+    torch.testing.assert_close(kept[1], boxes[2])
+    assert kept_scores.tolist() == pytest.approx([0.9, 0.7])

@@ -79,3 +79,14 @@ def test_jpegs_decoded_at_reduced_size_give_the_same_faces(release_weights, dev_
     assert len(best_iou) >= 40
     assert sum(iou >= 0.9 for iou in best_iou) >= 0.96 * len(best_iou)
     assert min(best_iou) >= 0.8
+
+
+def test_alpha_comes_beside_the_colours_the_network_sees_when_decoded_to_write():
+    picture = samples.transparent_photo()
+    data = samples.encode(picture, "PNG")
+    plan = plan_input((120, 160), ScalePolicy(), 128)
+    item = decode(data, plan, full_size=True)
+    assert tuple(item.pixels.shape) == (120, 160, 3)
+    np.testing.assert_array_equal(item.alpha, np.asarray(picture)[..., 3])
+    assert network_batch([item], plan.input_shape).shape == (1, 3, 128, 256)
+    assert decode(data, plan).alpha is None  # detection alone has no use for it

@@ -44,6 +44,7 @@ def tiny_config(dev_split, out, **changes) -> TrainConfig:
     return TrainConfig(**(settings | changes))
 
 
+@pytest.mark.slow
 def test_resume_ends_in_the_same_state(dev_split, tmp_path):
     straight = Trainer(tiny_config(dev_split, tmp_path / "a"))
     straight.train()

@@ -21,15 +21,18 @@ from model.variants import Variant
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'extd-face[video]'")
 
 from model.video import (  # noqa: E402
+    FrameTooLargeError,
     VideoError,
+    VideoLimits,
     VideoOptions,
+    VideoTooLongError,
     anonymize_video,
-    held_faces,
-    neighbours,
     probe,
 )
 
-GREEN = AnonymizeOptions(method="solid", color="#00ff00", shape="box", mask_scale=1.0)
+GREEN = AnonymizeOptions(
+    method="solid", color="#00ff00", shape="box", mask_scale=1.0, mask_margin=0.0
+)
 # A random network at a low threshold: boxes in every frame, no data needed.
 FIND = PostprocessOptions(score_threshold=0.2, max_faces=6)
 
@@ -58,7 +61,10 @@ def audio_of(path: Path) -> list[tuple[str, int]]:
         ]
 
 
-def run(detector, source: Path, target: Path, **video) -> int:
+NO_LIMITS = VideoLimits()
+
+
+def run(detector, source: Path, target: Path, limits: VideoLimits = NO_LIMITS, **video) -> int:
     return anonymize_video(
         source,
         target,
@@ -67,6 +73,7 @@ def run(detector, source: Path, target: Path, **video) -> int:
         policy=ScalePolicy(),
         hiding=GREEN,
         video=VideoOptions(**video),
+        limits=limits,
     )
 
 
@@ -125,22 +132,6 @@ def test_hold_hides_a_face_in_the_neighbouring_frames(detector, tmp_path):
     assert sum(m.sum() for m in masks[3]) > sum(m.sum() for m in masks[0])
 
 
-def test_held_faces_fill_a_miss_and_nothing_else():
-    face = np.array([[10, 10, 30, 30, 0.9]], np.float32)
-    step = np.array([4, 0, 4, 0, 0], np.float32)  # a frame's move: IoU 0.67 with the last
-    other = np.array([[60, 10, 80, 30, 0.8]], np.float32)
-    none = np.zeros((0, 5), np.float32)
-    # Found here: the neighbours' copies of it are not added; a face only they saw is.
-    held = held_faces(face, [face - step, face - 2 * step], [face + step, other])
-    np.testing.assert_array_equal(held, np.concatenate([face, other]))
-    # Missed here: the nearest sighting on each side is added; the farther ones match those.
-    held = held_faces(none, [face - step, face - 2 * step], [face + step, face + 2 * step])
-    np.testing.assert_array_equal(held, np.concatenate([face - step, face + step]))
-    before, after = neighbours({0: face, 1: none, 3: other}, 1, 2)
-    assert [len(f) for f in before] == [1]
-    assert [len(f) for f in after] == [1]  # frame 2 is not there, frame 3 is
-
-
 def test_a_rotated_video_comes_out_upright(detector, tmp_path):
     source = samples.video(tmp_path / "phone.mp4", size=(160, 96), rotation=90, frames=6)
     assert (probe(source).width, probe(source).height, probe(source).rotation) == (96, 160, 90)
@@ -174,3 +165,90 @@ def test_bad_video_options():
         VideoOptions(hold=-1)
     with pytest.raises(OptionsError, match="crf"):
         VideoOptions(crf=99)
+
+
+TEN_SECONDS = VideoLimits(max_seconds=10)
+
+
+@pytest.mark.parametrize(
+    "make", [samples.lying_duration_mp4, samples.piped_matroska], ids=["lying", "piped"]
+)
+def test_the_duration_is_what_the_frames_play_not_what_the_header_says(detector, tmp_path, make):
+    """A 60 s video whose header says 1 s, or nothing: it passes the header check and fails
+    once its decoded timestamps pass the limit, leaving no file."""
+    source = make(tmp_path / f"sixty{'.mkv' if make is samples.piped_matroska else '.mp4'}")
+    assert probe(source, TEN_SECONDS).duration_s <= 1  # the header is believed ...
+    done: list[int] = []
+    with pytest.raises(VideoTooLongError, match="found while decoding"):
+        anonymize_video(
+            source,
+            tmp_path / "out" / source.name,
+            detector,
+            options=FIND,
+            policy=ScalePolicy(),
+            hiding=GREEN,
+            video=VideoOptions(),
+            progress=done.append,
+            limits=TEN_SECONDS,
+        )
+    assert max(done) <= 10 * 5  # ... until the frames say otherwise: stopped at the limit
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_a_stream_without_a_duration_gets_an_estimated_frame_count(tmp_path):
+    info = probe(samples.piped_matroska(tmp_path / "piped.mkv", seconds=20))
+    assert (info.duration_s, info.frames_listed) == (0, False)
+    assert 50 <= info.frames <= 200  # 100 frames in truth
+
+
+def test_a_truncated_video_is_an_error_not_half_a_result(detector, tmp_path):
+    source = samples.half_of_a_faststart_mp4(tmp_path / "half.mp4")
+    assert probe(source).frames == 100  # its index is whole
+    with pytest.raises(VideoError, match="truncated"):
+        run(detector, source, tmp_path / "out" / "half.mp4")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_frames_over_the_pixel_limit_are_refused(detector, tmp_path):
+    source = samples.video(tmp_path / "clip.mp4", frames=4, size=(160, 120))
+    with pytest.raises(FrameTooLargeError, match="160x120"):
+        probe(source, VideoLimits(max_pixels=160 * 120 - 1))
+    assert probe(source, VideoLimits(max_pixels=160 * 120)).width == 160
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("photo.mp4", lambda path: path.write_bytes(samples.photo()) and path),
+        ("anim.mp4", lambda path: path.write_bytes(samples.animation("GIF")) and path),
+        ("stream.mp4", samples.raw_h264),
+    ],
+)
+def test_the_container_comes_from_the_bytes_not_the_name(tmp_path, name, make):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(VideoError, match="not a video container") as refused:
+        probe(path)
+    assert str(tmp_path) not in str(refused.value)
+
+
+def test_errors_name_no_file(tmp_path):
+    hidden = tmp_path / "secret-folder"
+    hidden.mkdir()
+    for payload in (b"not a video", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64):
+        path = hidden / "upload.mp4"
+        path.write_bytes(payload)
+        with pytest.raises(VideoError) as refused:
+            probe(path)
+        assert "secret-folder" not in str(refused.value)
+        assert "upload" not in str(refused.value)
+
+
+def test_a_result_keeps_the_container_its_upload_has(tmp_path):
+    info = probe(samples.video(tmp_path / "clip.mkv", frames=4))
+    assert info.container == "matroska"
+    assert (info.suffix("clip.webm"), info.suffix("clip.mp4"), info.suffix(None)) == (
+        ".webm",
+        ".mkv",
+        ".mkv",
+    )

@@ -9,7 +9,15 @@ import pytest
 
 from model.checkpoint import read_checkpoint
 from model.errors import CheckpointError, WeightsError
+from model.options import RuntimeOptions
 from model.weights import known_checkpoints, load_checkpoint, pull
+
+
+def into(folder, mirror=None) -> RuntimeOptions:
+    """Runtime options that keep checkpoints in ``folder``, pulled from ``mirror``."""
+    return RuntimeOptions(
+        weights_dir=folder, weights_mirror=None if mirror is None else str(mirror)
+    )
 
 
 @pytest.fixture
@@ -38,7 +46,7 @@ def test_pull_downloads_verifies_and_converts(http_mirror, weights_mirror, tmp_p
     for name in ("EXTD_32.pth", "EXTD_64.pth"):
         shutil.copy(weights_mirror / name, served / name)
     target = tmp_path / "weights"
-    paths = pull(["extd-32", "extd-64"], directory=target, mirror=url)
+    paths = pull(["extd-32", "extd-64"], runtime=into(target, url))
     assert [p.name for p in paths] == ["extd-32.safetensors", "extd-64.safetensors"]
     assert sorted(p.name for p in target.iterdir()) == [
         "extd-32.safetensors",
@@ -60,24 +68,33 @@ def test_corrupted_download_is_refused_and_nothing_is_written(
     (served / "EXTD_48.pth").write_bytes(bytes(data))
     target = tmp_path / "weights"
     with pytest.raises(WeightsError, match="sha256 mismatch"):
-        pull(["extd-48"], directory=target, mirror=url)
+        pull(["extd-48"], runtime=into(target, url))
     assert not target.exists() or not any(target.iterdir())
 
 
 def test_missing_file_on_the_server_is_a_clear_error(http_mirror, tmp_path):
     _, url = http_mirror
     with pytest.raises(WeightsError, match=r"download .* failed"):
-        pull(["extd-32"], directory=tmp_path, mirror=url)
+        pull(["extd-32"], runtime=into(tmp_path, url))
 
 
 def test_folder_mirror_and_registry_names(weights_mirror, tmp_path):
-    checkpoint = load_checkpoint("extd-32", directory=tmp_path, mirror=str(weights_mirror))
+    checkpoint = load_checkpoint("extd-32", runtime=into(tmp_path, weights_mirror))
     assert checkpoint.variant.width == 32
     assert (tmp_path / "extd-32.safetensors").is_file()
 
 
+def test_registry_names_default_to_the_cache_folder(weights_mirror, tmp_path):
+    """Without a weights folder, names live in the cache folder, whatever the current one."""
+    runtime = RuntimeOptions(cache_dir=tmp_path / "cache", weights_mirror=str(weights_mirror))
+    assert runtime.weights_folder == tmp_path / "cache" / "weights"
+    (path,) = pull(["extd-32"], runtime=runtime)
+    assert path == tmp_path / "cache" / "weights" / "extd-32.safetensors"
+    assert load_checkpoint("extd-32", runtime=runtime).sha256 == read_checkpoint(path).sha256
+
+
 def test_unknown_names_are_refused(tmp_path):
     with pytest.raises(WeightsError, match="unknown checkpoint names"):
-        pull(["extd-99"], directory=tmp_path)
+        pull(["extd-99"], runtime=into(tmp_path))
     with pytest.raises(CheckpointError, match="neither a checkpoint file nor a known name"):
         load_checkpoint("extd-99")

@@ -1,5 +1,7 @@
 """``python -m model anonymize``: folders in, the same tree out, every face found hidden."""
 
+import shutil
+
 import numpy as np
 import pytest
 import samples
@@ -9,7 +11,10 @@ from PIL import Image
 from model.anonymize import AnonymizeOptions, face_mask
 from model.detector import Detector
 from model.images import open_image
-from model.options import PRIVACY
+from model.inputs import prepare
+from model.options import PRIVACY, ScalePolicy
+
+POLICY = ScalePolicy()  # the command's: each photo at its size bucket
 
 
 @pytest.mark.slow
@@ -34,7 +39,9 @@ def test_photos_and_folders_come_out_hidden_in_the_same_tree(release_weights, de
     # Every face the detector finds at the privacy threshold is green in the lossless copy.
     detector = Detector(release_weights[32], backend="torch")
     original = open_image(png)
-    (faces,) = detector.detect([original], score_threshold=PRIVACY.score_threshold)
+    (faces,) = detector.run(
+        [prepare(original, detector.plan(original.shape[:2], POLICY))], [PRIVACY]
+    )
     assert len(faces) >= 5
     hidden = np.asarray(Image.open(out / "event" / "sub" / "copy.png"))
     mask = face_mask(original.shape[:2], faces, AnonymizeOptions(method="solid"))
@@ -49,6 +56,7 @@ def test_bad_options_exit_with_a_message(tmp_path):
     assert "color 'nope'" in done.stderr
 
 
+@pytest.mark.slow
 def test_videos_come_out_with_their_frames_and_sound(release_weights, tmp_path):
     pytest.importorskip("av", reason="needs the video extra")
     from model.video import probe
@@ -62,3 +70,62 @@ def test_videos_come_out_with_their_frames_and_sound(release_weights, tmp_path):
     before, after = probe(source), probe(tmp_path / "out" / "clip.mkv")
     assert (after.frames, after.rate, after.audio_streams) == (12, before.rate, 1)
     assert "clip.mkv: 12 frames" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_a_photo_with_alpha_keeps_it_and_an_animation_is_skipped(
+    release_weights, dev_images, tmp_path
+):
+    colours = open_image(dev_images[0])
+    height, width = colours.shape[:2]
+    alpha = np.full((height, width), 255, np.uint8)
+    alpha[:, : width // 3] = 0  # never shown: the faces stored there must not come back
+    alpha[:, width // 3 : 2 * width // 3] = 40  # faint: its faces are hidden all the same
+    source = tmp_path / "in" / "cut-out.png"
+    source.parent.mkdir()
+    Image.fromarray(np.dstack([colours, alpha])).save(source)
+    (tmp_path / "in" / "loop.gif").write_bytes(samples.animation("GIF"))
+    out = tmp_path / "out"
+    done = run_cli(
+        "anonymize", str(source.parent), "--out", str(out), "--weights",
+        str(release_weights[32]), "--backend", "torch", "--method", "solid", "--color", "#00ff00",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the animation is skipped, with why
+    assert "loop.gif: an animated GIF" in done.stdout + done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cut-out.png"]
+    hidden = np.asarray(Image.open(out / "cut-out.png"))
+    assert hidden.shape == (height, width, 4)
+    np.testing.assert_array_equal(hidden[..., 3], alpha)
+    # The detector sees the colours, white where nothing is shown: the faint faces too.
+    seen = open_image(source)
+    detector = Detector(release_weights[32], backend="torch")
+    (faces,) = detector.run([prepare(seen, detector.plan(seen.shape[:2], POLICY))], [PRIVACY])
+    centres = (faces[:, 0] + faces[:, 2]) / 2
+    assert ((centres > width / 3) & (centres < 2 * width / 3)).sum() >= 2
+    mask = face_mask((height, width), faces, AnonymizeOptions(method="solid"))
+    assert (hidden[mask, :3] == [0, 255, 0]).all(axis=1).mean() > 0.99
+    assert (hidden[~mask, :3] == seen[~mask]).all(axis=1).mean() > 0.99
+    under = hidden[alpha == 0, :3]  # the background, or a face's fill reaching into it
+    assert ((under == 255).all(axis=1) | (under == [0, 255, 0]).all(axis=1)).all()
+
+
+@pytest.mark.slow
+def test_a_user_hides_the_faces_of_a_photo_and_a_video(user, photo):
+    """From a folder of the user's own, with the default model from the mirror."""
+    pytest.importorskip("av", reason="needs the video extra")
+    from model.video import probe
+
+    shutil.copyfile(photo, user.folder / "group.jpg")
+    clip = samples.video(
+        user.folder / "clip.mp4", frames=12, size=(512, 384), picture=photo.read_bytes()
+    )
+    done = user.run("anonymize", "group.jpg", "clip.mp4", "--out", "hidden")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (user.folder / "hidden").iterdir()) == ["clip.mp4", "group.jpg"]
+    original = open_image(photo).astype(np.int16)
+    hidden = np.asarray(Image.open(user.folder / "hidden" / "group.jpg")).astype(np.int16)
+    assert hidden.shape == original.shape
+    changed = np.abs(hidden - original).max(axis=2) > 40
+    assert 0.005 < changed.mean() < 0.2  # the faces, not the picture
+    before, after = probe(clip), probe(user.folder / "hidden" / "clip.mp4")
+    assert (after.frames, after.rate, after.audio_streams) == (12, before.rate, 1)

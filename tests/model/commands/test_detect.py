@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -76,3 +77,25 @@ def test_conflicting_scale_options_are_a_clear_error(release_weights, dev_images
     )  # fmt: skip
     assert result.returncode == 2
     assert "either scale or max_side" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_new_user_detects_with_the_weights_mirror_alone(new_user, photo):
+    """No weights pulled before, no weights folder here: the default model is pulled from the
+    mirror into the cache on first use, and the faces come out."""
+    shutil.copyfile(photo, new_user.folder / "group.jpg")
+    done = new_user.run("detect", "group.jpg", "--json", "--draw", "drawn")
+    assert done.returncode == 0, done.stderr
+    faces = np.array(json.loads(done.stdout)["group.jpg"])
+    assert len(faces) >= 9
+    assert faces[:, 4].min() > 0.5
+    assert (new_user.cache / "weights" / "extd-64.safetensors").is_file()
+    assert sorted(p.name for p in new_user.folder.iterdir()) == ["drawn", "group.jpg"]
+    assert Image.open(new_user.folder / "drawn" / "group.jpg").size == (1024, 768)
+
+
+def test_a_missing_image_is_a_clear_error(user):
+    done = user.run("detect", "nowhere.jpg", "--backend", "torch")
+    assert done.returncode == 2
+    assert "nowhere.jpg" in done.stderr
+    assert "Traceback" not in done.stderr

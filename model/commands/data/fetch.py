@@ -1,10 +1,12 @@
 """The data the tests and benchmarks use, fetched from pinned public sources or a mirror.
 
-The layout is that of the project's shared folder: ``weights/EXTD_*.pth`` (the
-released checkpoints) and ``data/wider_val_dev/`` (834 WIDER FACE val images,
-every 4th of each event, with the official ground truth and difficulty
-lists). Every file is checked against ``fetch_manifest.tsv`` (sha256 and
-size) and written atomically; files already present and correct are kept, and
+Not part of the core: only ``python -m model data`` and the tests' data
+lookup (``tools/data.py``) use it. The layout is that of the project's
+shared folder: ``weights/EXTD_*.pth`` (the released checkpoints) and
+``data/wider_val_dev/`` (834 WIDER FACE val images, every 4th of each event,
+with the official ground truth and difficulty lists). Every file is checked
+against ``manifest.tsv`` beside this module (sha256 and size) and written
+atomically; files already present and correct are kept, and
 archive downloads resume where they stopped.
 
 Sources: a mirror (``EXTD_DATA_MIRROR``: a folder or base URL with the same
@@ -37,7 +39,7 @@ from model.weights import known_checkpoints
 
 log = logging.getLogger(__name__)
 
-MANIFEST = Path(__file__).with_name("fetch_manifest.tsv")
+MANIFEST = Path(__file__).with_name("manifest.tsv")
 MIRROR_ENV = "EXTD_DATA_MIRROR"
 DEV_SPLIT = "data/wider_val_dev"
 IMAGES = f"{DEV_SPLIT}/images/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model.fetch import MANIFEST, MIRROR_ENV, default_root, fetch, write_manifest
+from model.commands.data.fetch import MANIFEST, MIRROR_ENV, default_root, fetch, write_manifest
 
 
 def register(commands: argparse._SubParsersAction) -> None:

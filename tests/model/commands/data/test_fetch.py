@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from model.fetch import (
+from model.commands.data.fetch import (
     DEV_SPLIT,
     DIFFICULTY,
     GROUND_TRUTH,
