@@ -111,6 +111,13 @@ def _int8_ir(checkpoint: Checkpoint, runtime: RuntimeOptions, recipe: Recipe) ->
     return _cached_ir(runtime.cache_dir, f"int8-{key}", build)
 
 
+# OpenVINO 2026.4's int8 kernels read memory they never wrote (outputs off by whole units,
+# different on every call; a crash with NNCF's mixed preset) where the coarsest feature map
+# is 1x1: inputs no larger than this on both sides. Served inputs are at least one size
+# bucket (128) on each side; smaller ones (exact scales of tiny photos) run in fp32.
+INT8_MIN_SIDE = 64
+
+
 class OpenVinoBackend:
     def __init__(
         self,
@@ -147,14 +154,27 @@ class OpenVinoBackend:
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()
+        self._float: OpenVinoBackend | None = None
+        self._build_float = (
+            (lambda: OpenVinoBackend(checkpoint, device, runtime, precision="f32"))
+            if int8
+            else None
+        )
 
     def release_memory(self) -> None:
         """OpenVINO keeps intermediate buffers sized for the largest shape it has run
         (about 1.1 GB per megapixel of input in fp32) and a cache entry per shape; free them."""
         with self._lock:
             self._compiled.release_memory()
+            fallback = self._float
+        if fallback is not None:
+            fallback.release_memory()
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        if self._build_float is not None and max(batch.shape[-2:]) <= INT8_MIN_SIDE:
+            with self._lock:
+                self._float = self._float or self._build_float()
+            return self._float(batch)
         with self._lock:
             self._request.infer([batch.contiguous().numpy()])
             return _outputs(self._request)

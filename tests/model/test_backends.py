@@ -122,8 +122,8 @@ def test_int8_is_quantized_once_per_checkpoint_and_calibration_set(
         (cached,) = (tmp_path / "openvino").glob("int8-*.xml")
         second = create_backend("openvino-int8", checkpoint, CPU, runtime)
     assert sum("quantizing to int8" in r.message for r in caplog.records) == 1
-    # Not the calibration window: any size runs, the smallest too (the "mixed" preset's models
-    # crashed OpenVINO 2026.4 at 128x128 and below).
+    # Not the calibration window: any size runs, the smallest too (OpenVINO's int8 kernels
+    # answered differently on every call there: they run in fp32).
     for shape in ((96, 128), (64, 64), (32, 48)):
         x = torch.randn(1, 3, *shape) * 50
         for a, b in zip(first(x), second(x), strict=True):
