@@ -78,6 +78,8 @@ def _import_nncf():
         raise BackendError(
             "the openvino-int8 backend needs: pip install 'extd-face[int8]'"
         ) from error
+    # Its INFO lines (a line per layer kept in float) go to stdout, which is the caller's.
+    nncf.set_log_level(logging.WARNING)
     return nncf
 
 

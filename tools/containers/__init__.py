@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -104,6 +105,30 @@ def requirements(extras: tuple[str, ...] = ("openvino", "video", "redis")) -> li
     return found
 
 
+def host_pip_sources() -> list[str]:
+    """``podman run`` arguments that give the stand-in's pip what this machine's pip has: its
+    certificate file (a registry behind a TLS-inspecting proxy) and its local wheel folders
+    (``find-links``, where a CPU torch wheel may be), each mounted read-only at its path."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout
+    found: dict[str, list[str]] = {"cert": [], "find-links": []}
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        option = key.rpartition(".")[2]
+        if option in found:
+            found[option] += [p for p in value.strip("'\"").split() if Path(p).exists()]
+    arguments = []
+    for option, paths in found.items():
+        paths = list(dict.fromkeys(paths))
+        for path in paths:
+            arguments += ["-v", f"{path}:{path}:ro"]
+        if paths:
+            variable = "PIP_" + option.upper().replace("-", "_")
+            arguments += ["-e", f"{variable}={paths[0] if option == 'cert' else ' '.join(paths)}"]
+    return arguments
+
+
 def wheelhouse(cache: Path) -> Path:
     """Every wheel the images install (the CPU torch first), downloaded once by the python
     stand-in's own pip: requirements whose markers depend on the Python version (redis needs
@@ -116,8 +141,8 @@ def wheelhouse(cache: Path) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     podman(
-        "run", "--rm", "--network", "host", "-v", f"{folder}:/wheels", PYTHON,
-        "pip", "download", "--quiet", "--dest", "/wheels", *wanted,
+        "run", "--rm", "--network", "host", "-v", f"{folder}:/wheels", *host_pip_sources(),
+        PYTHON, "pip", "download", "--quiet", "--dest", "/wheels", *wanted,
     )  # fmt: skip
     (folder / ".complete").touch()
     return folder
