@@ -24,10 +24,11 @@ INSTRUCTION_SETS = {
     "amx": ({"amx_tile", "amx_int8", "amx_bf16"}, "AVX512_CORE_AMX"),
 }
 BF16_NATIVE = ("avx512_bf16", "amx")
-# The CPU backends fastest first on each set, as bench/cpu_backends.py measured them
-# (EXTD-32 to 64 at 1024x768, one thread; docs/performance.md, "auto"): int8 leads on
-# every set, bf16 comes next where the CPU has bf16 instructions (elsewhere it is emulated
-# and slower than fp32). ``auto`` takes the first that keeps fp32's accuracy.
+# The CPU backends fastest first on each set, as bench/cpu_backends.py measured them (EXTD-32
+# to 64 at 1024x768, one thread; docs/performance.md): int8 led fp32 by 1.5x on an AVX2-only
+# AMD EPYC, and bf16 by 1.2 to 1.6x on an AMD EPYC with AVX-512 BF16/VNNI and on an Intel Xeon
+# with AMX; bf16 comes next where the CPU has bf16 instructions (elsewhere it is emulated and
+# slower than fp32). ``auto`` takes the first that keeps fp32's accuracy.
 FASTEST_FIRST = {
     "avx2": ("openvino-int8", "openvino"),
     "avx512": ("openvino-int8", "openvino"),
