@@ -113,13 +113,19 @@ def test_a_worker_killed_under_its_job_leaves_it_to_another(tmp_path, processes,
     assert list(Path(cluster["EXTD_JOBS_DIR"]).rglob("*.tmp")) == []
 
 
+def running_attempt(api, job: str) -> int | None:
+    """The attempt running the job once it has done a frame (a new attempt starts at 0)."""
+    now = state(api, job)
+    return now["attempts"] if now["state"] == "running" and now["frames_done"] > 0 else None
+
+
 def test_a_job_whose_workers_keep_dying_fails_after_its_attempts(tmp_path, processes):
     api = processes.api("api", EXTD_JOB_MAX_ATTEMPTS="2")
     clip = samples.video(tmp_path / "long.mp4", frames=240, size=(320, 240)).read_bytes()
     job = post(api, clip).json()["id"]
     for attempt in (1, 2):
         worker = processes.worker(f"worker-{attempt}", EXTD_JOB_MAX_ATTEMPTS="2")
-        assert wait_until(lambda: state(api, job)["frames_done"] > 0, 120), state(api, job)
+        assert wait_until(lambda n=attempt: running_attempt(api, job) == n, 120), state(api, job)
         worker.process.send_signal(signal.SIGKILL)
         worker.process.wait()
     processes.worker("last", EXTD_JOB_MAX_ATTEMPTS="2")
