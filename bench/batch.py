@@ -8,7 +8,7 @@ Links every k-th photo of the WIDER dev split into a temporary folder (nothing
 is copied), pulls the weights and converts the model untimed, then times each
 command as a user runs it: a fresh process, imports, Ray's start, the actors and
 their model load included. Rows: the plain command, then the batch command with
-one actor holding every CPU, with one actor per CPU (the default here), and
+one actor holding every CPU, with one actor per CPU, with the defaults, and
 with two actors of half the CPUs each where that differs. Rounds are
 interleaved and the median is printed, with seconds per photo, the ratio to the
 plain command and the share of the plain command's boxes that the Parquet rows
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 
 from model.boxes import box_iou
-from model.commands.batch import RayOptions
+from model.commands.batch import DEFAULT_CPUS_PER_ACTOR
 from tools import data
 
 MATCH_IOU = 0.9
@@ -101,8 +101,9 @@ def main() -> None:
         rows = {"plain `python -m model detect`": ["detect", str(folder), "--json"]}
         batch = ["batch", "detect", str(folder)]
         rows[f"batch, 1 actor x {cpus} CPUs"] = [*batch, "--actors", "1", "--num-cpus", str(cpus)]
-        per_actor = RayOptions().num_cpus
-        rows[f"batch, {cpus // per_actor:.0f} actors x {per_actor:g} CPU (default)"] = batch
+        rows[f"batch, {cpus} actors x 1 CPU"] = [*batch, "--num-cpus", "1"]
+        per_actor = min(DEFAULT_CPUS_PER_ACTOR, cpus)
+        rows[f"batch, defaults ({cpus // per_actor:.0f} actors x {per_actor:g} CPUs)"] = batch
         if cpus > 2 and cpus % 2 == 0:
             half = str(cpus // 2)
             rows[f"batch, 2 actors x {half} CPUs"] = [*batch, "--actors", "2", "--num-cpus", half]

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     from model.commands.batch.files import PhotoSource
 
 
+# On 2 cores one actor of 2 CPUs took 1.27 times the plain command's time for 200 photos, two
+# actors of 1 CPU 1.99 times (bench/batch.py, docs/batch.md).
+DEFAULT_CPUS_PER_ACTOR = 2.0
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """Where the batch runs and how it is cut up."""
@@ -49,8 +54,10 @@ class RayOptions:
         "Ray actors, each with one Detector",
         unset="as many as the cluster's CPUs (or GPUs, with --num-gpus) hold",
     )
-    num_cpus: float = described(
-        1.0, "CPUs per actor: its backend runs that many threads (at least one)"
+    num_cpus: float | None = described(
+        None,
+        "CPUs per actor: its backend runs that many threads (at least one)",
+        unset=f"{DEFAULT_CPUS_PER_ACTOR:g}, or the cluster's CPUs where it has fewer",
     )
     num_gpus: float = described(0.0, "GPUs per actor: above 0, each actor runs on its GPU")
     batch_size: int = described(
@@ -60,7 +67,11 @@ class RayOptions:
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
             raise OptionsError(f"actors must be at least 1, got {self.actors}")
-        if self.num_cpus <= 0 or self.num_gpus < 0 or self.batch_size < 1:
+        if (
+            (self.num_cpus is not None and self.num_cpus <= 0)
+            or self.num_gpus < 0
+            or self.batch_size < 1
+        ):
             raise OptionsError("num_cpus and batch_size must be positive, num_gpus not negative")
 
 
@@ -205,6 +216,10 @@ def _process(
     # Loaded here and sent with the workers: the cluster's nodes need no weights of their own.
     checkpoint = load_checkpoint(args.weights, runtime=args.runtime)
     with _ray(options.address) as ray:
+        if options.num_cpus is None:
+            cpus = min(DEFAULT_CPUS_PER_ACTOR, ray.cluster_resources().get("CPU", 1.0))
+            options = replace(options, num_cpus=cpus)
+        args = argparse.Namespace(**{**vars(args), "num_cpus": options.num_cpus})
         actors = min(options.actors or _actors(ray, options), len(paths))
         # A block per actor call (smaller for a few photos, so that every actor has some):
         # Ray hands the calls to the actors as they free up.
