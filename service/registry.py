@@ -175,8 +175,9 @@ class ModelRegistry:
         detector = self._build(checkpoint)
         if warm and name == self.default_name:
             self.warm_shapes |= warm_up(detector, self.warm_sizes)
+        side = detector.bucket_step  # the smallest input served (int8 runs tinier ones in fp32)
         with torch.inference_mode():
-            offsets, logits = detector.backend(torch.zeros(1, 3, 64, 64))
+            offsets, logits = detector.backend(torch.zeros(1, 3, side, side))
         if not (torch.isfinite(offsets).all() and torch.isfinite(logits).all()):
             raise CheckpointError(f"{path.name}: the network produces non-finite outputs")
         return LoadedModel(name, detector, path, checkpoint.num_parameters, signature)
