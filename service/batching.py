@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 # After answering a photo, frames wait this long before they run: a client that sends its
 # photos one after another has its next one queued by then, and never waits for a frame.
 PHOTO_GRACE_S = 0.05
+# Passes of smaller inputs do not count in the speed admission estimates with: a fixed cost
+# per pass dominates them (a 1x1 input takes 11 ms, 10^4 times a megapixel's rate per
+# pixel), and a request refused by that rate would wait for nothing. The start check's
+# 128x128 is the smallest input measured.
+MEASURED_MIN_PIXELS = 128 * 128
 
 
 @dataclass
@@ -366,7 +371,9 @@ class Batcher:
                     image.resolve(error=error)
                 continue
             elapsed = time.monotonic() - started
-            self._measured(elapsed / (len(images) * images[0].item.plan.input_pixels))
+            pixels = images[0].item.plan.input_pixels
+            if pixels >= MEASURED_MIN_PIXELS:
+                self._measured(elapsed / (len(images) * pixels))
             self.memory.ran(model.detector, images[0].item.input_shape)
             self.metrics.inference_duration.labels(model.name).observe(elapsed)
             self.metrics.batch_size.labels(model.name).observe(len(images))

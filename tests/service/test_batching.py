@@ -287,16 +287,19 @@ class StubItem:
 
     @property
     def plan(self) -> SimpleNamespace:
-        return SimpleNamespace(input_pixels=128 * 128)
+        return SimpleNamespace(input_pixels=math.prod(self.input_shape))
 
 
 def stub_model(detector: StubDetector) -> LoadedModel:
     return LoadedModel("stub", detector, Path("stub.safetensors"), 0, (0, 0))
 
 
-def submit_photo(batcher: Batcher, model: LoadedModel, name: str) -> Future:
-    with batcher.reserve(1, 128 * 128, time.monotonic() + 60) as room:
-        (future,) = batcher.submit(room, model, [StubItem(name)], SERVING, Ticket(math.inf))
+def submit_photo(
+    batcher: Batcher, model: LoadedModel, name: str, shape: tuple[int, int] = (128, 128)
+) -> Future:
+    item = StubItem(name, shape)
+    with batcher.reserve(1, item.plan.input_pixels, time.monotonic() + 60) as room:
+        (future,) = batcher.submit(room, model, [item], SERVING, Ticket(math.inf))
     return future
 
 
@@ -349,3 +352,19 @@ def test_stopping_refuses_waiting_frames():
             found.result(5)
     with pytest.raises(errors.ShuttingDown):
         batcher.run_background(model, [StubItem("late")], [SERVING])
+
+
+def test_the_speed_is_measured_on_inputs_large_enough_to_show_it():
+    """A 1x1 photo's pass is all fixed cost: counted per pixel it made the next 1024x768
+    photo wait minutes in the estimate (a 429 with Retry-After 172 on an idle service)."""
+    detector = StubDetector(pass_s=0.01)
+    batcher, model = make_batcher(), stub_model(detector)
+    batcher.start()
+    for shape in [(1, 1), (32, 32)]:
+        submit_photo(batcher, model, "tiny", shape).result(5)
+    assert batcher.seconds_per_pixel is None
+    submit_photo(batcher, model, "photo").result(5)
+    assert batcher.seconds_per_pixel == pytest.approx(0.01 / 128**2, rel=0.5)
+    with batcher.reserve(1, 1024 * 768, time.monotonic() + 10):
+        pass  # nothing ahead: taken
+    batcher.stop(5)
