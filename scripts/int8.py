@@ -15,9 +15,11 @@ A recipe is chosen on the tuning half; the reporting half's hard AP loss is
 what ``--update-manifest`` writes to ``weights/manifest.toml``
 (``int8_hard_ap_loss``, what ``auto`` reads), for the default recipe.
 
-A recipe is a preset (``performance``, ``mixed``) and what stays in float,
-joined by ``+``: ``stem`` (the first convolution), ``heads`` (the detection
-heads), ``nobc`` (no bias correction).
+A recipe is a preset (``performance``, ``mixed``) and its options, joined by
+``+``: what stays in float, ``stem`` (the first convolution) and ``heads``
+(the detection heads); ``nobc`` (no bias correction) or ``fullbc`` (NNCF's
+full one); ``histogram`` or ``quantile`` (activation ranges other than the
+extremes seen). ``performance+stem+heads`` is auto's.
 """
 
 from __future__ import annotations
@@ -41,18 +43,30 @@ from model.runtime import tune_allocator
 from model.weights import known_checkpoints, load_checkpoint, manifest_path
 from tools import data
 
+# Recipe options by the name a recipe is written with, after its preset.
+OPTIONS = {
+    "stem": {"float_stem": True},
+    "heads": {"float_heads": True},
+    "nobc": {"bias_correction": "none"},
+    "fullbc": {"bias_correction": "full"},
+    "histogram": {"activation_ranges": "histogram"},
+    "quantile": {"activation_ranges": "mean_quantile"},
+}
+
 
 def parse_recipe(text: str) -> Recipe:
     preset, *kept = text.split("+")
-    unknown = set(kept) - {"stem", "heads", "nobc"}
+    unknown = set(kept) - set(OPTIONS)
     if preset not in ("performance", "mixed") or unknown:
         raise argparse.ArgumentTypeError(f"bad recipe {text!r}: see --help")
-    return Recipe(preset, "stem" in kept, "heads" in kept, "nobc" not in kept)
+    fields = {"float_stem": False, "float_heads": False}
+    for name in kept:
+        fields |= OPTIONS[name]
+    return Recipe(preset, **fields)
 
 
 def recipe_name(recipe: Recipe) -> str:
-    kept = [n for n, on in (("stem", recipe.float_stem), ("heads", recipe.float_heads)) if on]
-    kept += [] if recipe.bias_correction else ["nobc"]
+    kept = [n for n, f in OPTIONS.items() if all(getattr(recipe, k) == v for k, v in f.items())]
     return "+".join([recipe.preset, *kept])
 
 
