@@ -19,7 +19,7 @@ A recipe is a preset (``performance``, ``mixed``) and its options, joined by
 ``+``: what stays in float, ``stem`` (the first convolution) and ``heads``
 (the detection heads); ``nobc`` (no bias correction) or ``fullbc`` (NNCF's
 full one); ``histogram`` or ``quantile`` (activation ranges other than the
-extremes seen). ``performance+stem+heads`` is auto's.
+extremes seen). ``performance+stem+heads+histogram`` is auto's.
 """
 
 from __future__ import annotations
