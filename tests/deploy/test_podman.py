@@ -239,6 +239,22 @@ def test_a_video_job_runs_on_the_worker_and_every_replica_answers_for_it(compose
         assert video.streams.video[0].frames == 24
 
 
+# podman 4.3's ``kube play`` once hung past 10 minutes starting this pod (1 run in 4 on CI);
+# a hung one is taken down and played again.
+KUBE_PLAY_S = 240
+
+
+def kube_play(manifest: Path, tries: int = 2) -> None:
+    for _ in range(tries):
+        try:
+            containers.podman("kube", "play", str(manifest), timeout=KUBE_PLAY_S)
+            return
+        except subprocess.TimeoutExpired:
+            containers.podman("kube", "down", str(manifest), check=False)
+    raise AssertionError(f"podman kube play hung {tries} times")
+
+
+@pytest.mark.timeout(READY_S * 3 + KUBE_PLAY_S * 2)
 def test_the_kubernetes_deployment_runs_and_its_probes_pass(images, repo, tmp_path):
     """``podman kube play`` of deploy/k8s/deployment.yaml with the image built here: one
     replica, its port on 127.0.0.1 (podman publishes container ports on the host)."""
@@ -257,7 +273,7 @@ def test_the_kubernetes_deployment_runs_and_its_probes_pass(images, repo, tmp_pa
     played.write_text(yaml.safe_dump(manifest))
     containers.podman("kube", "down", str(played), check=False)
     try:
-        containers.podman("kube", "play", str(played))
+        kube_play(played)
         url = f"http://127.0.0.1:{port}"
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             wait_for(f"{url}{api[probe]['httpGet']['path']}")
